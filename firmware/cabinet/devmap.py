@@ -1,0 +1,186 @@
+# Device register maps (maps/<name>.json) turned into Modbus transactions.
+#
+# At boot a Device groups its readable points into one read per function code
+# (the span from the lowest to the highest address) and its writable points
+# into one fc-16 write. Per cycle: read() runs the reads, value(i) decodes a
+# point into firmware units, set(i, v) patches the write, write() sends it.
+# Decoding is integer-only and refuses values that would leave the 31-bit
+# small-int range (|x| >= 2**29) instead of silently allocating a bigint.
+import json
+from cabinet import modbus
+
+# Register types; the index in TYPES is the per-point kind code used per cycle.
+TYPES = ('int16', 'uint16', 'int32', 'uint32', 'float32')
+WIDTH = {'int16': 1, 'uint16': 1, 'int32': 2, 'uint32': 2, 'float32': 2}
+LIMIT = 1 << 29
+# Decode failures, reported by value() as this sentinel (never a real reading).
+INVALID = -(1 << 29)
+POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000)
+
+
+def load_map(path):
+    with open(path) as f:
+        try:
+            m = json.load(f)
+        except ValueError as e:
+            raise ValueError('%s: not valid JSON (%s)' % (path, e))
+    for name, p in m['points'].items():
+        where = '%s: point %r' % (path, name)
+        if p.get('type') not in WIDTH:
+            raise ValueError('%s: type must be one of %s' % (where, ', '.join(TYPES)))
+        if p.get('fc') not in (3, 4):
+            raise ValueError('%s: fc must be 3 or 4' % where)
+        if 'sf' in p and p['sf'] not in m['points']:
+            raise ValueError('%s: scale-factor point %r is not in the map' % (where, p['sf']))
+        if not -8 <= p.get('exp', 0) <= 8:
+            raise ValueError('%s: exp must be in -8..8' % where)
+    return m
+
+
+def scale(raw, e):
+    # raw * 10**e with |raw| < 2**29 in, result checked before it can overflow.
+    if e >= 0:
+        if e > 8 or (raw and abs(raw) >= LIMIT // POW10[e]):
+            return INVALID
+        return raw * POW10[e]
+    if e < -8:
+        return 0
+    return raw // POW10[-e] if raw >= 0 else -((-raw) // POW10[-e])  # toward 0
+
+
+def float32_scaled(hi, lo, e):
+    # IEEE-754 float32 (two registers, big-endian) * 10**e as an int, no float.
+    # 0 <= e <= 3 keeps r * 10**e below 2**29 (r is cut to 19 bits).
+    neg = hi & 0x8000
+    ex = (hi >> 7) & 0xFF
+    if ex == 0:
+        return 0                          # zero or subnormal: below 1e-38
+    if ex == 0xFF:
+        return INVALID                    # inf or NaN
+    m = ((hi & 0x7F) << 16) | lo | 0x800000   # 24-bit mantissa, value = m * 2**(ex-150)
+    k = 150 - ex                          # right shift
+    p = POW10[e]
+    if k <= 0:
+        if -k > 5 or m * p >= LIMIT >> -k:
+            return INVALID
+        v = (m * p) << -k
+    elif k >= 24 + 10:
+        v = 0
+    else:
+        q = m >> k
+        if q >= LIMIT // p:
+            return INVALID
+        r = m & ((1 << k) - 1)
+        if k > 19:                        # keep r * p in range
+            r >>= k - 19
+            k = 19
+        v = q * p + ((r * p + (1 << (k - 1))) >> k)
+    return -v if neg else v
+
+
+class Device:
+    def __init__(self, master, unit, mapdef):
+        self.master = master
+        self.map = mapdef
+        pts = mapdef['points']
+        self.names = list(pts)
+        reads = {}
+        writes = []
+        for name in self.names:
+            p = pts[name]
+            lo_hi = reads.get(p['fc'])
+            end = p['addr'] + WIDTH[p['type']]
+            reads[p['fc']] = (min(lo_hi[0], p['addr']), max(lo_hi[1], end)) if lo_hi else (p['addr'], end)
+            if p.get('access') == 'rw':
+                writes.append(p)
+        self.reads = [modbus.Txn(unit, fc, a, b - a) for fc, (a, b) in reads.items()]
+        for t in self.reads:
+            if t.count > 125:
+                raise ValueError('%s: read span %d..%d is over 125 registers'
+                                 % (mapdef['name'], t.addr, t.addr + t.count))
+        # Per point, as parallel lists of small ints (no per-cycle lookups).
+        self._txn = []
+        self._reg = []
+        self._kind = []
+        self._sf = []
+        self._exp = []
+        self._wreg = []                    # register offset in the write, or -1
+        for name in self.names:
+            p = pts[name]
+            t = [x for x in self.reads if x.fc == p['fc']][0]
+            self._txn.append(t)
+            self._reg.append(p['addr'] - t.addr)
+            self._kind.append(TYPES.index(p['type']))
+            self._sf.append(self.names.index(p['sf']) if 'sf' in p else -1)
+            self._exp.append(p.get('exp', 0))
+        self.write_txn = None
+        if writes:
+            a = min(p['addr'] for p in writes)
+            b = max(p['addr'] + WIDTH[p['type']] for p in writes)
+            self.write_txn = modbus.Txn(unit, 16, a, b - a)
+        for name in self.names:
+            p = pts[name]
+            self._wreg.append(p['addr'] - a if p.get('access') == 'rw' else -1)
+        self.last_result = modbus.OK
+
+    def index(self, name):
+        if name not in self.names:
+            raise ValueError('map %s has no point %r' % (self.map['name'], name))
+        return self.names.index(name)
+
+    def read(self):
+        for t in self.reads:
+            r = self.master.run(t)
+            if r:
+                self.last_result = r
+                return r
+        self.last_result = modbus.OK
+        return modbus.OK
+
+    def raw(self, i):
+        t = self._txn[i]
+        o = self._reg[i]
+        k = self._kind[i]
+        hi = t.reg(o)
+        if k == 0:                         # int16
+            return hi - 0x10000 if hi & 0x8000 else hi
+        if k == 1:                         # uint16
+            return hi
+        lo = t.reg(o + 1)
+        if k == 2:                         # int32: |value| < 2**29 or INVALID
+            s = hi - 0x10000 if hi & 0x8000 else hi
+            if s >= 0x2000 or s < -0x2000:
+                return INVALID
+            return (s << 16) | lo
+        if k == 3:                         # uint32
+            return INVALID if hi >= 0x2000 else (hi << 16) | lo
+        return INVALID                     # float32 only through value()
+
+    def value(self, i):
+        e = self._exp[i]
+        sf = self._sf[i]
+        if sf >= 0:
+            e += self.raw(sf)
+        if self._kind[i] == 4:
+            t = self._txn[i]
+            o = self._reg[i]
+            if not 0 <= e <= 3:
+                return INVALID
+            return float32_scaled(t.reg(o), t.reg(o + 1), e)
+        v = self.raw(i)
+        if v == INVALID:
+            return v
+        return scale(v, e)
+
+    def set(self, i, value):
+        # Patch a writable point into the write request (fixed exp only).
+        t = self.write_txn
+        o = self._wreg[i]
+        if self._kind[i] >= 2:
+            t.set_reg(o, (value >> 16) & 0xFFFF)
+            t.set_reg(o + 1, value & 0xFFFF)
+        else:
+            t.set_reg(o, value & 0xFFFF)
+
+    def write(self):
+        return self.master.run(self.write_txn)

@@ -1,0 +1,1 @@
+"""cabctl: host tools for the GPU-cluster battery cabinet (plant emulator, logger, demo)."""

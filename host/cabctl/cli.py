@@ -1,0 +1,30 @@
+"""cabctl: the cabinet's host tool."""
+import argparse
+import sys
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="cabctl", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    from .plant import cli as plant_cli
+    p = sub.add_parser("plant", help="emulated meter + PCS + GPU-cluster load on a Modbus RTU bus")
+    plant_cli.add_arguments(p)
+    p.set_defaults(run=plant_cli.run)
+
+    from . import log
+    p = sub.add_parser("log", help="decode telemetry from a serial port or a command's stdout")
+    log.add_arguments(p)
+    p.set_defaults(run=log.run)
+
+    from . import demo
+    p = sub.add_parser("demo", help="plant + firmware on MicroPython (SIL), live view, summary and plot")
+    demo.add_arguments(p)
+    p.set_defaults(run=demo.run)
+
+    args = ap.parse_args(argv)
+    return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

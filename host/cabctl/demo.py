@@ -1,0 +1,57 @@
+"""`cabctl demo`: the whole loop in software, live, then a summary and a plot."""
+import json
+import sys
+
+from .rig import Rig, RigError, new_run_dir
+
+
+def add_arguments(p):
+    p.add_argument("--seconds", type=float, default=40)
+    p.add_argument("--cap-w", type=int, default=18_000_000, help="grid import cap")
+    p.add_argument("--period-ms", type=int, default=50, help="firmware control period")
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--target", default="unix", help="unix, or port:DEV for a real board")
+    p.add_argument("--bus", help="RS-485 adapter the plant serves on (with --target port:DEV)")
+
+
+def run(args):
+    run_dir = new_run_dir(tag="demo")
+    rig = Rig(run_dir, site={"cap_w": args.cap_w, "period_ms": args.period_ms},
+              target=args.target, bus_port=args.bus, quiet=args.json)
+    if not args.json:
+        print(f"demo: plant + firmware (MicroPython unix port) for {args.seconds:g} s, "
+              f"cap {args.cap_w / 1e6:g} MW; run folder {run_dir}", file=sys.stderr)
+    try:
+        s = rig.run(args.seconds)
+    except RigError as e:
+        print(f"cabctl demo: {e}", file=sys.stderr)
+        return 2
+    if not args.no_plot and "peak_grid_w" in s:
+        from .plot import plot_run
+        s["plot"] = str(plot_run(run_dir, s["cap_w"]))
+    if args.json:
+        print(json.dumps(s))
+    else:
+        _print_summary(s)
+    return 0 if s["ok"] else 1
+
+
+def _print_summary(s):
+    rows = [
+        ("grid import cap", f"{s['cap_w'] / 1e6:.2f} MW"),
+        ("peak load (truth)", f"{s.get('peak_load_w', 0) / 1e6:.2f} MW"),
+        ("peak grid, 1 s average", f"{s.get('peak_grid_w', 0) / 1e6:.2f} MW"),
+        ("longest time above cap + 1 %", f"{s.get('max_over_cap_ms', '?')} ms"),
+        ("cycles / late", f"{s['cycles']} / {s['late_cycles']}"),
+        ("frames received / lost / corrupt",
+         f"{s['frames_received']} / {s['frames_lost']} / {s['frames_corrupt']}"),
+        ("run folder", s["run_dir"]),
+    ]
+    if "plot" in s:
+        rows.append(("plot", s["plot"]))
+    print()
+    for k, v in rows:
+        print(f"  {k:<34} {v}")
+    for e in s["errors"]:
+        print(f"  ERROR: {e}")

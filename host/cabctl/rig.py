@@ -1,0 +1,141 @@
+"""The test rig: plant process + firmware + telemetry logger, judged from ground truth.
+
+Used by `cabctl demo` and by hil_tests/. Targets:
+- "unix": the firmware on the MicroPython unix port, bus = a pty the plant creates;
+- "port:DEV": a real board whose telemetry arrives on serial DEV, with the plant
+  serving a real RS-485 adapter given as bus_port.
+"""
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import truth
+from .log import Logger
+from .paths import RUNS
+from .sil import start_firmware
+
+
+def new_run_dir(base=RUNS, tag="run"):
+    d = Path(base) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while d.exists():
+        n += 1
+        d = Path(base) / f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    d.mkdir(parents=True)
+    return d
+
+
+class RigError(RuntimeError):
+    pass
+
+
+class Rig:
+    def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
+                 quiet=True, out=sys.stderr):
+        self.dir = Path(run_dir)
+        self.site = dict(site or {})
+        self.plant_cfg = dict(plant or {})
+        self.target = target
+        self.bus_port = bus_port
+        self.logger = Logger(self.dir / "telemetry.csv", quiet=quiet, out=out)
+        self.errors = []
+
+    def _start_plant(self, seconds):
+        cmd = [sys.executable, "-m", "cabctl", "plant", "--seconds", str(seconds),
+               "--truth", str(self.dir / "truth.csv")]
+        if self.plant_cfg:
+            (self.dir / "plant.json").write_text(json.dumps(self.plant_cfg))
+            cmd += ["--config", str(self.dir / "plant.json")]
+        if self.bus_port:
+            cmd += ["--port", self.bus_port]
+        self.plant_err = open(self.dir / "plant.log", "w")
+        self.plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.plant_err, text=True)
+        line = self.plant.stdout.readline()
+        if not line:
+            self.plant.wait(timeout=5)
+            raise RigError(f"plant did not start (exit {self.plant.returncode}); "
+                           f"see {self.dir / 'plant.log'}")
+        self.plant_info = json.loads(line)
+
+    def run(self, seconds):
+        """Run plant + firmware for `seconds`; return the summary dict."""
+        (self.dir / "site.json").write_text(json.dumps(self.site, indent=1))
+        self._start_plant(seconds + 5)
+        fw_err = open(self.dir / "firmware.log", "w")
+        stop = threading.Event()
+        if self.target == "unix":
+            self.fw = start_firmware(self.plant_info["bus"], self.dir / "site.json", stderr=fw_err)
+            stream = self.fw.stdout
+        elif self.target.startswith("port:"):
+            import serial
+            self.fw = None
+            stream = serial.Serial(self.target[5:], 115200, timeout=0.2)
+        else:
+            raise RigError(f"unknown target {self.target!r} (unix or port:DEV)")
+        reader = threading.Thread(target=self._pump, args=(stream, stop), daemon=True)
+        t_start = time.monotonic()
+        reader.start()
+        crashed = None
+        while time.monotonic() - t_start < seconds:
+            time.sleep(0.1)
+            if self.fw is not None and self.fw.poll() is not None:
+                crashed = self.fw.returncode
+                break
+            if self.plant.poll() is not None:
+                self.errors.append(f"plant exited early with {self.plant.returncode}")
+                break
+        t_end = time.monotonic()
+        if self.fw is not None:
+            self.fw.terminate()
+            try:
+                self.fw.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.fw.kill()
+        stop.set()
+        reader.join(timeout=3)
+        self.plant.terminate()
+        self.plant.wait(timeout=10)
+        self.logger.close()
+        fw_err.close()
+        self.plant_err.close()
+        if crashed is not None:
+            self.errors.append(f"firmware exited with {crashed}; see {self.dir / 'firmware.log'}")
+        return self._summary(t_end)
+
+    def _pump(self, stream, stop):
+        if hasattr(stream, "in_waiting"):
+            while not stop.is_set():
+                data = stream.read(4096)
+                if data:
+                    self.logger.feed(data)
+        else:
+            self.logger.pump(stream, stop)
+
+    def _summary(self, t_end):
+        frames = self.logger.frames
+        s = {"run_dir": str(self.dir), "cap_w": self.site.get("cap_w", 18_000_000)}
+        if not frames:
+            self.errors.append("no telemetry frames received")
+        t0 = self.plant_info["t0_monotonic"]
+        try:
+            tr = truth.load(self.dir / "truth.csv")
+        except (OSError, ValueError) as e:
+            self.errors.append(f"ground truth unreadable: {e}")
+            tr = None
+        if tr is not None and frames:
+            first = self.logger.first_frame_monotonic - t0
+            judged = truth.window(tr, first, t_end - t0)
+            s.update(truth.metrics(judged, s["cap_w"]))
+        last = frames[-1] if frames else {}
+        s.update({"cycles": last.get("seq", 0), "late_cycles": last.get("late_cycles", 0),
+                  "max_cycle_us": max((f["cycle_us"] for f in frames), default=0),
+                  "meter_errors": last.get("meter_errors", 0),
+                  "pcs_errors": last.get("pcs_errors", 0)})
+        s.update(self.logger.dec.stats())
+        s["errors"] = self.errors
+        s["ok"] = not self.errors
+        (self.dir / "summary.json").write_text(json.dumps(s, indent=1))
+        return s

