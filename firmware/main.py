@@ -1,4 +1,5 @@
 # Boot: board HAL, site config, then the control loop forever.
+import sys
 import hal
 from cabinet import config
 from cabinet.controller import Controller
@@ -13,4 +14,11 @@ except ValueError as e:
     cfg = config.validate({'armed': False})
 board.log('cabinet: board %s, cap %d W, period %d ms'
           % (board.cfg['name'], cfg['cap_w'], cfg['period_ms']))
-Controller(board, cfg).run()
+try:
+    Controller(board, cfg).run()
+except Exception as e:
+    # Say why before dying: the PCS reverts to 0 W on its own once the
+    # heartbeat stops, and the board's watchdog or supervisor restarts us.
+    board.log('cabinet: fatal %s: %s' % (type(e).__name__, e))
+    sys.print_exception(e)
+    raise

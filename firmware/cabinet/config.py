@@ -10,6 +10,8 @@ SPEC = {
     'period_ms': (50, 10, 10000),             # control cycle
     'cap_w': (18000000, 1, MAX_W),            # contracted grid import cap
     'recharge_w': (14000000, 0, MAX_W),       # charge only while load is below this
+    'recharge_max_w': (2000000, 0, MAX_W),    # valley charging power limit: a load step
+                                              # while charging lands on the grid in full
     'soc_min_cpct': (1000, 0, 10000),         # no discharge at or below
     'soc_max_cpct': (9500, 0, 10000),         # no charge at or above
     'meter_map': ('meter_sunspec', None, None),

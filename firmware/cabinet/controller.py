@@ -54,7 +54,10 @@ class Controller:
 
     def cycle(self):
         """One control cycle. Returns nothing; everything goes to the PCS and telemetry."""
-        m, p, f, t = self.meter, self.pcs, self.frame, self.t
+        m = self.meter                 # (a 4-tuple assignment would allocate)
+        p = self.pcs
+        f = self.frame
+        t = self.t
         grid_w = batt_w = soc = cha = dis = alarms = 0
         ok = True
         if m.read():

@@ -33,9 +33,11 @@ class PeakCap:
     load = grid + battery stays a small int on 32-bit MicroPython (|x| < 2**30).
     """
 
-    def __init__(self, cap_w, recharge_w, soc_min_cpct, soc_max_cpct):
+    def __init__(self, cap_w, recharge_w, soc_min_cpct, soc_max_cpct,
+                 recharge_max_w=1 << 29):
         self.cap_w = cap_w
         self.recharge_w = recharge_w
+        self.recharge_max_w = recharge_max_w
         self.soc_min_cpct = soc_min_cpct
         self.soc_max_cpct = soc_max_cpct
         self.reason = IDLE
@@ -70,6 +72,8 @@ class PeakCap:
             if soc_cpct >= self.soc_max_cpct:
                 self.reason = SOC_LIMIT
                 return 0
+            if -want > self.recharge_max_w:
+                want = -self.recharge_max_w
             if -want > charge_max_w:
                 want = -charge_max_w
                 reason = PCS_LIMIT
@@ -79,4 +83,4 @@ class PeakCap:
 
 def from_config(cfg):
     return PeakCap(cfg['cap_w'], cfg['recharge_w'], cfg['soc_min_cpct'],
-                   cfg['soc_max_cpct'])
+                   cfg['soc_max_cpct'], cfg['recharge_max_w'])

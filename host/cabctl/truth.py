@@ -7,11 +7,10 @@ import numpy as np
 def load(path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    head, body = rows[0], rows[1:]
-    if not body:
+    if len(rows) < 2:
         raise ValueError(f"{path}: ground truth has no rows")
-    data = np.array(body, dtype=float)
-    return {name: data[:, i] for i, name in enumerate(head)}
+    data = np.array(rows[1:], dtype=float)
+    return {name: data[:, i] for i, name in enumerate(rows[0])}
 
 
 def window(truth, t_start, t_end):

@@ -1,6 +1,8 @@
 """`cabctl plant`: serve the emulated meter and PCS on a pty (or a real port)."""
 import json
+import signal
 import sys
+import time
 
 from .model import Plant, PlantConfig
 from .profile import GpuCluster
@@ -19,6 +21,9 @@ def add_arguments(p):
 
 
 def run(args):
+    # SIGTERM (how the rig stops us) ends the run like Ctrl-C: threads stop and
+    # the ground-truth CSV is closed complete.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     overrides = json.loads(open(args.config).read()) if args.config else {}
     unknown = set(overrides) - set(PlantConfig().to_dict())
     if unknown:
@@ -35,7 +40,6 @@ def run(args):
         from .bus import PtyPort
         port = PtyPort(args.baud)
         path = port.path
-    import time
     result = serve(io, port, args.seconds, args.truth,
                    ready=lambda: announce({"bus": path, "truth": args.truth,
                                            "t0_monotonic": time.monotonic(),
