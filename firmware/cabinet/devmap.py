@@ -64,7 +64,7 @@ def float32_scaled(hi, lo, e):
         if -k > 5 or m * p >= LIMIT >> -k:
             return INVALID
         v = (m * p) << -k
-    elif k >= 24 + 10:
+    elif k >= 35:                         # m * 10**3 / 2**k < 0.5: rounds to 0
         v = 0
     else:
         q = m >> k
@@ -142,7 +142,9 @@ class Device:
         o = self._reg[i]
         k = self._kind[i]
         hi = t.reg(o)
-        if k == 0:                         # int16
+        if k == 0:                         # int16; 0x8000 is SunSpec's "not implemented"
+            if hi == 0x8000:
+                return INVALID
             return hi - 0x10000 if hi & 0x8000 else hi
         if k == 1:                         # uint16
             return hi
@@ -160,7 +162,10 @@ class Device:
         e = self._exp[i]
         sf = self._sf[i]
         if sf >= 0:
-            e += self.raw(sf)
+            f = self.raw(sf)
+            if f == INVALID:
+                return INVALID
+            e += f
         if self._kind[i] == 4:
             t = self._txn[i]
             o = self._reg[i]

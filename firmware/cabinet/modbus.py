@@ -99,6 +99,8 @@ class Master:
         if n >= 5 and resp[1] == (txn.fc | 0x80):
             if crc(resp, 0, 3) != resp[3] | (resp[4] << 8):
                 return CRC_ERR
+            if resp[0] != txn.unit:
+                return WRONG_REPLY
             txn.exc_code = resp[2]
             return EXCEPTION
         if n < len(resp):

@@ -10,7 +10,8 @@ from .paths import MAPS
 
 WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
 FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
-RANGE = {"int16": (-2**15, 2**15 - 1), "uint16": (0, 2**16 - 1),
+# int16 stops at -32767: 0x8000 is SunSpec's "not implemented" marker.
+RANGE = {"int16": (-2**15 + 1, 2**15 - 1), "uint16": (0, 2**16 - 1),
          "int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1)}
 
 

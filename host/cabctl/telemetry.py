@@ -17,7 +17,15 @@ SEQ_MOD = 1 << 30          # the firmware's sequence counter wraps here
 def load_schema(path=TELEMETRY_SCHEMA):
     s = json.loads(open(path).read())
     s["by_key"] = {f["key"]: f["name"] for f in s["fields"]}
+    s["payload_len"] = payload_len(s)
     return s
+
+
+def payload_len(schema):
+    """COBS payload length of a frame (the firmware's layout is fixed)."""
+    n = len(schema["fields"])
+    cbor = (1 if n < 24 else 2) + sum((1 if f["key"] < 24 else 2) + 5 for f in schema["fields"])
+    return cbor + 2 + 1                     # + CRC + COBS overhead byte
 
 
 def crc16(data: bytes) -> int:
@@ -62,8 +70,10 @@ def decode_frame(payload: bytes, schema) -> dict:
         m = cbor2.loads(body)
     except Exception as e:              # cbor2 raises several types
         raise FrameError(f"not CBOR: {e}") from None
-    if not isinstance(m, dict) or 0 not in m:
-        raise FrameError("CBOR is not a map with a version key 0")
+    if not isinstance(m, dict) or not isinstance(m.get(0), int):
+        raise FrameError("CBOR is not a map with an integer version at key 0")
+    if not all(isinstance(k, int) and isinstance(v, int) for k, v in m.items()):
+        raise FrameError("frame holds a non-integer key or value")
     if m[0] > schema["version"]:
         raise FrameError(f"frame version {m[0]} is newer than this host's schema "
                          f"version {schema['version']}: update cabctl")
@@ -99,7 +109,7 @@ class StreamDecoder:
             if not payload:
                 continue
             try:
-                rec = decode_frame(payload, self.schema)
+                rec = self._decode(payload)
             except FrameError as e:
                 self.last_error = str(e)
                 if "newer" in str(e):
@@ -107,20 +117,43 @@ class StreamDecoder:
                 else:
                     self.corrupt += 1
                 continue
-            self._count(rec.get("seq"))
+            if "seq" in rec:
+                self._count(rec["seq"])
             self.frames += 1
             out.append(rec)
 
-    def _count(self, seq):
-        if seq is None:
-            return
-        if self._seq is not None:
-            gap = (seq - self._seq - 1) % SEQ_MOD
-            if seq <= 1 and self._seq > 1:      # device restarted its counter
-                self.resets += 1
-            elif gap:
-                self.lost += gap
+    def _decode(self, payload):
+        try:
+            return decode_frame(payload, self.schema)
+        except FrameError:
+            # Text or a cut frame glued in front of a whole one (boot output,
+            # a reset mid-frame): the frame's length is fixed, so try its tail.
+            n = self.schema["payload_len"]
+            if len(payload) > n:
+                try:
+                    rec = decode_frame(payload[-n:], self.schema)
+                except FrameError:
+                    pass
+                else:
+                    self.corrupt += 1       # the garbage in front still counts
+                    return rec
+            raise
+
+    def _count(self, seq: int):
+        # The firmware counts 1, 2, ... 2**30 - 1, 0, 1, ...; after a boot it
+        # starts again at 1. A step back (or a repeat) is a restart, not loss.
+        prev = self._seq
         self._seq = seq
+        if prev is None:
+            return
+        if seq == 1 and prev != 0:
+            self.resets += 1
+            return
+        gap = (seq - prev - 1) % SEQ_MOD
+        if gap >= SEQ_MOD // 2:
+            self.resets += 1
+        else:
+            self.lost += gap
 
     def stats(self):
         return {"frames_received": self.frames, "frames_lost": self.lost,

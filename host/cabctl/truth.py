@@ -31,6 +31,8 @@ def longest_run_s(mask, t):
 
 
 def rolling_mean(x, t, seconds):
+    if len(x) < 2:
+        return np.array([x.mean()]) if len(x) else np.array([0.0])
     dt = float(np.median(np.diff(t)))
     n = max(1, int(round(seconds / dt)))
     if len(x) < n:
