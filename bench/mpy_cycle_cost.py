@@ -56,10 +56,10 @@ def main(n):
     # The master keeps 3.5 character times of bus silence between frames; that
     # is bus time, not CPU time, so leave it out of this figure.
     c.meter.master.gap_us = 0
-    c.cycle()
+    c.cycle(50)
     t0 = time.ticks_us()
     for _ in range(n):
-        c.cycle()
+        c.cycle(50)
     dt = time.ticks_diff(time.ticks_us(), t0)
     txns = c.meter.reads + c.pcs.reads + [c.pcs.write_txn]
     wire = sum(len(t.req) + len(t.resp) for t in txns)

@@ -1,9 +1,10 @@
 # Site configuration: defaults, loading and validation. Runs once at boot, so
-# it may allocate; the control loop only reads the validated dict.
+# it may allocate; the control loop only reads the validated dict (and the
+# engine derives its per-cycle constants from it once).
 import json
+from cabinet import tou
 
-# Powers are kept below 2**29 W (537 MW) so sums of two stay 31-bit small ints.
-MAX_W = 1 << 29
+MAX_W = 1000000000    # 1 GW: the largest site power the engine is proven for
 
 # key: (default, min, max). A None range means "any value of the default's type".
 SPEC = {
@@ -12,8 +13,17 @@ SPEC = {
     'recharge_w': (14000000, 0, MAX_W),       # charge only while load is below this
     'recharge_max_w': (2000000, 0, MAX_W),    # valley charging power limit: a load step
                                               # while charging lands on the grid in full
-    'soc_min_cpct': (1000, 0, 10000),         # no discharge at or below
+    'reserve_cpct': (1000, 0, 10000),         # outage reserve: no discharge at or below
+    'soc_min_cpct': (2000, 0, 10000),         # everyday minimum: only the cap/DR go lower
     'soc_max_cpct': (9500, 0, 10000),         # no charge at or above
+    'soc_hyst_cpct': (100, 0, 2000),          # a blocked direction reopens this far inside
+    'export_limit_w': (0, 0, MAX_W),          # largest allowed export (0: never export)
+    'ramp_up_w_per_s': (0, 0, MAX_W),         # grid-side ramp limits (0: off)
+    'ramp_down_w_per_s': (0, 0, MAX_W),
+    'ramp_down_delay_ms': (0, 0, 600000),     # hold the grid this long after a drop
+    'grid_floor_w': (0, 0, MAX_W),            # keep grid import at least this (0: off)
+    'slew_w_per_s': (0, 0, MAX_W),            # PCS setpoint slew limit (0: off)
+    'tou': ([], None, None),                  # time-of-use windows, see cabinet/tou.py
     'meter_map': ('meter_sunspec', None, None),
     'meter_unit': (1, 1, 247),
     'pcs_map': ('pcs_sunspec', None, None),
@@ -21,12 +31,17 @@ SPEC = {
     'response_timeout_ms': (20, 1, 1000),     # Modbus reply deadline
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
-    'max_cycles': (0, 0, MAX_W),              # stop after N cycles (0 = run forever)
+    'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)
 }
 
 
 def defaults():
     return {k: v[0] for k, v in SPEC.items()}
+
+
+def _below(cfg, where, a, b):
+    if cfg[a] >= cfg[b]:
+        raise ValueError('%s: %s (%d) must be below %s (%d)' % (where, a, cfg[a], b, cfg[b]))
 
 
 def validate(overrides, where='config'):
@@ -44,12 +59,13 @@ def validate(overrides, where='config'):
             raise ValueError('%s: %r = %r is outside %d..%d'
                              % (where, key, value, lo, hi))
         cfg[key] = value
-    if cfg['recharge_w'] >= cfg['cap_w']:
-        raise ValueError('%s: recharge_w (%d) must be below cap_w (%d)'
-                         % (where, cfg['recharge_w'], cfg['cap_w']))
-    if cfg['soc_min_cpct'] >= cfg['soc_max_cpct']:
-        raise ValueError('%s: soc_min_cpct (%d) must be below soc_max_cpct (%d)'
-                         % (where, cfg['soc_min_cpct'], cfg['soc_max_cpct']))
+    _below(cfg, where, 'recharge_w', 'cap_w')
+    _below(cfg, where, 'reserve_cpct', 'soc_min_cpct')
+    _below(cfg, where, 'soc_min_cpct', 'soc_max_cpct')
+    if cfg['grid_floor_w']:
+        _below(cfg, where, 'grid_floor_w', 'cap_w')
+    tou.validate(cfg['tou'], {'max_w': MAX_W, 'cap_w': cfg['cap_w'],
+                              'recharge_w': cfg['recharge_w']}, where)
     return cfg
 
 

@@ -43,6 +43,11 @@ class Controller:
             'pcs_alarms', 'cap_w')]
         f.put(f.index('cap_w'), cfg['cap_w'])
         self.armed = cfg['armed']
+        # Wall-clock minute for time-of-use, kept by ticks between clock sets.
+        t = time.localtime()
+        self.ms_of_day = ((t[3] * 60 + t[4]) * 60 + t[5]) * 1000
+        self.dr_limit_w = dispatch.NO_LIMIT   # demand-response import limit (W)
+        self.dr_left_ms = 0
         self.state = INIT
         self.seq = 0
         self.heartbeat = 0
@@ -52,8 +57,23 @@ class Controller:
         self.meter_errors = 0
         self.pcs_errors = 0
 
-    def cycle(self):
-        """One control cycle. Returns nothing; everything goes to the PCS and telemetry."""
+    def set_dr_limit(self, limit_w, for_ms):
+        """A demand-response import limit that expires after for_ms."""
+        self.dr_limit_w = limit_w
+        self.dr_left_ms = for_ms
+
+    def _advance_clock(self, dt_ms):
+        self.ms_of_day += dt_ms
+        if self.ms_of_day >= 86400000:
+            self.ms_of_day -= 86400000
+        if self.dr_left_ms > 0:
+            self.dr_left_ms -= dt_ms
+            if self.dr_left_ms <= 0:
+                self.dr_limit_w = dispatch.NO_LIMIT
+
+    def cycle(self, dt_ms=0):
+        """One control cycle, dt_ms after the previous one."""
+        self._advance_clock(dt_ms)
         m = self.meter                 # (a 4-tuple assignment would allocate)
         p = self.pcs
         f = self.frame
@@ -79,7 +99,8 @@ class Controller:
                 ok = False
         if ok and self.armed:
             setpoint = self.engine.step(grid_w, batt_w, soc, cha, dis,
-                                        dispatch.ST_PCS_FAULT if alarms & 1 else 0)
+                                        dispatch.ST_PCS_FAULT if alarms & 1 else 0,
+                                        self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
             self.state = RUN
         else:
             setpoint = 0               # fail safe: never dispatch blind
@@ -123,9 +144,10 @@ class Controller:
             while not max_cycles or n < max_cycles:
                 t0 = time.ticks_us()
                 now = time.ticks_ms()
-                self.uptime_ms = (self.uptime_ms + time.ticks_diff(now, last_ms)) & 0x3FFFFFFF
+                dt = time.ticks_diff(now, last_ms)
+                self.uptime_ms = (self.uptime_ms + dt) & 0x3FFFFFFF
                 last_ms = now
-                self.cycle()
+                self.cycle(dt)
                 self.board.feed_watchdog()
                 self.cycle_us = time.ticks_diff(time.ticks_us(), t0)
                 n += 1

@@ -1,86 +1,203 @@
-# Dispatch: decide the battery setpoint for one cycle. Pure integer code, no
-# I/O, runs unchanged on CPython and MicroPython.
+# Dispatch engine: the battery setpoint for one cycle. Pure integer code, no
+# I/O, no allocation per step; runs unchanged on CPython and MicroPython.
 #
-# Sign conventions: grid_w > 0 is import, battery_w > 0 is discharge.
-# SoC is in 0.01 % (0..10000).
+# Signs: grid > 0 import, battery > 0 discharge. SoC in 0.01 % (0..10000).
 #
-# This is the Foundation's simple peak-cap rule. The full engine (stacked
-# constraints, ramp smoothing, TOU, DR) replaces it behind the same step()
-# interface: construct once from a validated config, then call step() every
-# cycle; step() returns the setpoint and leaves the binding stage in .reason.
+# Feed-forward, no PID: load = grid + battery is what the site draws without
+# the battery. Stages narrow an allowed battery window [lo, hi], safety first;
+# a later stage never widens it, and where a stage conflicts with the window
+# so far, the earlier stage wins. The preferred setpoint (cap, valley
+# recharge, arbitrage) is clipped to the final window; .reason names the
+# stage that bound it.
+#
+# 31-bit safety: powers are handled in units of 8 W (Q = 3), so site powers up
+# to 1 GW are < 2**27 units and every sum or difference of up to 8 of them
+# stays a small int (|x| < 2**30) on 32-bit MicroPython. Per-cycle ramp steps
+# use rate // 1000 * dt + rate % 1000 * dt // 1000 with dt <= 1000 ms.
+from cabinet import tou
 
-# Reason codes (telemetry key `reason`): which stage bound the setpoint.
-IDLE = 0         # load between recharge threshold and cap: nothing to do
-CAP = 1          # discharging to hold grid at the cap
-RECHARGE = 2     # charging in a valley, grid held at the recharge threshold
-PCS_LIMIT = 3    # wanted more than the PCS/BMS allows
-SOC_LIMIT = 4    # SoC band forbids this direction
-FAULT = 5        # PCS/BMS fault: window [0, 0]
-NO_EXPORT = 6    # discharge trimmed so the site never exports
-DISARMED = 7     # set by the controller: dispatch off, or no valid data
+Q = 3                    # internal power unit: 1 << Q watts
+NO_LIMIT = 0x3FFFFFFF    # largest small int: "no limit" (W or units)
+MAX_DT_MS = 1000         # longer gaps are treated as 1 s (keeps ramp steps in range)
 
-REASONS = ('idle', 'cap', 'recharge', 'pcs_limit', 'soc_limit', 'fault',
-           'no_export', 'disarmed')
+IDLE = 0          # nothing to do
+CAP = 1           # discharging to hold grid at the cap
+RECHARGE = 2      # charging in a valley, grid held at the recharge threshold
+PCS_LIMIT = 3     # the PCS/BMS limit bound the setpoint
+SOC_LIMIT = 4     # a SoC band bound it
+FAULT = 5         # PCS/BMS fault: window [0, 0]
+NO_EXPORT = 6     # the export limit bound it
+DISARMED = 7      # set by the controller: dispatch off, or no valid data
+DR_LIMIT = 8      # a demand-response import limit bound it
+RAMP = 9          # grid ramp smoothing (ramp rates, ramp-down delay, floor)
+SLEW = 10         # the PCS setpoint slew limit bound it
+ARBITRAGE = 11    # a time-of-use charge/discharge target
+OUTAGE = 12       # grid lost: the grid-forming PCS carries the site
 
-# Status flags given to step() (bit mask).
-ST_PCS_FAULT = 1
+REASONS = ('idle', 'cap', 'recharge', 'pcs_limit', 'soc_limit', 'fault', 'no_export',
+           'disarmed', 'dr_limit', 'ramp', 'slew', 'arbitrage', 'outage')
+
+ST_PCS_FAULT = 1  # status bits given to step()
+ST_OUTAGE = 2
 
 
-class PeakCap:
-    """Discharge above cap_w, recharge below recharge_w, within PCS and SoC limits.
+def _split_rate(w_per_s):
+    u = w_per_s >> Q
+    return u // 1000, u % 1000
 
-    All limits are integer watts / 0.01 % and must satisfy |x| < 2**29 so that
-    load = grid + battery stays a small int on 32-bit MicroPython (|x| < 2**30).
-    """
 
-    def __init__(self, cap_w, recharge_w, soc_min_cpct, soc_max_cpct,
-                 recharge_max_w=1 << 29):
-        self.cap_w = cap_w
-        self.recharge_w = recharge_w
-        self.recharge_max_w = recharge_max_w
-        self.soc_min_cpct = soc_min_cpct
-        self.soc_max_cpct = soc_max_cpct
+def _per_cycle(hi, lo, dt):
+    return hi * dt + lo * dt // 1000
+
+
+class Engine:
+    def __init__(self, cfg):
+        """cfg: a dict validated by cabinet.config (the checks live there)."""
+        self.tou = tou.Schedule(cfg, Q)
+        self.reserve = cfg['reserve_cpct']
+        self.soc_min = cfg['soc_min_cpct']
+        self.soc_max = cfg['soc_max_cpct']
+        self.hyst = cfg['soc_hyst_cpct']
+        self.export = cfg['export_limit_w'] >> Q
+        self.recharge_max = cfg['recharge_max_w'] >> Q
+        self.floor = cfg['grid_floor_w'] >> Q
+        self.up_hi, self.up_lo = _split_rate(cfg['ramp_up_w_per_s'])
+        self.dn_hi, self.dn_lo = _split_rate(cfg['ramp_down_w_per_s'])
+        self.ramp_up = cfg['ramp_up_w_per_s'] > 0
+        self.ramp_dn = cfg['ramp_down_w_per_s'] > 0
+        self.dn_delay_ms = cfg['ramp_down_delay_ms']
+        self.sl_hi, self.sl_lo = _split_rate(cfg['slew_w_per_s'])
+        self.slew = cfg['slew_w_per_s'] > 0
         self.reason = IDLE
+        self._started = False
+        self._grid = 0            # grid commanded last cycle (units)
+        self._batt = 0            # setpoint last cycle (units)
+        self._down_ms = 0         # how long the grid has wanted to fall, before this cycle
+        self._dis_blocked = False     # SoC at the outage reserve
+        self._cha_blocked = False     # SoC at the maximum
+        self._everyday_blocked = False  # SoC at the everyday minimum
+
+    def _narrow(self, lo, hi, reason):
+        # Intersect [lo, hi] into the window; where they are disjoint the
+        # earlier (safer) window wins, and so does its reason.
+        if lo > self._lo:
+            if lo <= self._hi:
+                self._lo = lo
+                self._lo_why = reason
+            else:
+                self._lo = self._hi
+                self._lo_why = self._hi_why
+        if hi < self._hi:
+            if hi >= self._lo:
+                self._hi = hi
+                self._hi_why = reason
+            else:
+                self._hi = self._lo
+                self._hi_why = self._lo_why
 
     def step(self, grid_w, battery_w, soc_cpct, charge_max_w, discharge_max_w,
-             status):
+             status, minute_of_day, dr_limit_w, dt_ms):
+        """One cycle. Inputs |x| <= 1 GW; returns the setpoint in W (multiple of 8)."""
+        load = (grid_w >> Q) + (battery_w >> Q)
+        dt = dt_ms if dt_ms < MAX_DT_MS else MAX_DT_MS
+        if dt < 0:
+            dt = 0
+        if not self._started:
+            self._started = True
+            self._grid = load - (battery_w >> Q)
+            self._batt = battery_w >> Q
+        s = self.tou
+        s.select(minute_of_day)
+        # 1. PCS/BMS limits and faults.
+        self._lo = -(charge_max_w >> Q)
+        self._hi = discharge_max_w >> Q
+        self._lo_why = self._hi_why = PCS_LIMIT
         if status & ST_PCS_FAULT:
-            self.reason = FAULT
-            return 0
-        # Feed-forward: what the site would draw without the battery.
-        load_w = grid_w + battery_w
-        if load_w > self.cap_w:
-            want = load_w - self.cap_w
-            reason = CAP
-        elif load_w < self.recharge_w:
-            want = load_w - self.recharge_w      # negative: charge
-            reason = RECHARGE
-        else:
-            self.reason = IDLE
-            return 0
-        if want > 0:
-            if soc_cpct <= self.soc_min_cpct:
-                self.reason = SOC_LIMIT
-                return 0
-            if want > discharge_max_w:
-                want = discharge_max_w
-                reason = PCS_LIMIT
-            if want > load_w:                    # never push power into the grid
-                want = load_w if load_w > 0 else 0
-                reason = NO_EXPORT
-        else:
-            if soc_cpct >= self.soc_max_cpct:
-                self.reason = SOC_LIMIT
-                return 0
-            if -want > self.recharge_max_w:
-                want = -self.recharge_max_w
-            if -want > charge_max_w:
-                want = -charge_max_w
-                reason = PCS_LIMIT
-        self.reason = reason
-        return want
+            self._lo = self._hi = 0
+            self._lo_why = self._hi_why = FAULT
+        # 2. SoC bands, with hysteresis so a boundary does not chatter.
+        outage = status & ST_OUTAGE
+        floor_soc = 0 if outage else self.reserve
+        if soc_cpct <= floor_soc:
+            self._dis_blocked = True
+        elif soc_cpct >= floor_soc + self.hyst:
+            self._dis_blocked = False
+        if soc_cpct >= self.soc_max:
+            self._cha_blocked = True
+        elif soc_cpct <= self.soc_max - self.hyst:
+            self._cha_blocked = False
+        if soc_cpct <= self.soc_min:
+            self._everyday_blocked = True
+        elif soc_cpct >= self.soc_min + self.hyst:
+            self._everyday_blocked = False
+        self._narrow(-NO_LIMIT if not self._cha_blocked else 0,
+                     NO_LIMIT if not self._dis_blocked else 0, SOC_LIMIT)
+        if outage:
+            return self._finish(0, OUTAGE, load)
+        # 3. Export limit: grid >= -export.
+        self._narrow(-NO_LIMIT, load + self.export, NO_EXPORT)
+        # 4. Demand-response import limit: grid <= dr.
+        if dr_limit_w < NO_LIMIT:
+            self._narrow(load - (dr_limit_w >> Q), NO_LIMIT, DR_LIMIT)
+        # 5. Peak cap (grid <= cap); no charging from the grid where forbidden.
+        self._narrow(load - s.cap, NO_LIMIT, CAP)
+        if not s.grid_charge:
+            self._narrow(0, NO_LIMIT, RECHARGE)
+        # The preference: discharge above the cap, recharge in valleys,
+        # a time-of-use arbitrage target.
+        pref = 0
+        why = IDLE
+        if load > s.cap:
+            pref = load - s.cap
+            why = CAP
+        elif load < s.recharge and s.grid_charge:
+            pref = load - s.recharge
+            if pref < -self.recharge_max:
+                pref = -self.recharge_max
+            why = RECHARGE
+        if s.arb > 0:
+            if s.arb > pref and not self._everyday_blocked:
+                pref = s.arb          # discharge for arbitrage, not below the everyday minimum
+                why = ARBITRAGE
+        elif s.arb < pref and why != CAP and s.grid_charge:
+            pref = s.arb              # charge for arbitrage (the cap bound still holds)
+            why = ARBITRAGE
+        # 6. Grid ramp smoothing: the grid may rise by up*dt and fall by
+        # down*dt per cycle (not at all during the ramp-down delay), and not
+        # below the floor, while the battery has headroom.
+        falling = load - pref < self._grid
+        held = falling and self._down_ms < self.dn_delay_ms
+        self._down_ms = self._down_ms + dt if falling else 0
+        lo6 = -NO_LIMIT
+        hi6 = NO_LIMIT
+        if self.ramp_up:
+            lo6 = load - self._grid - _per_cycle(self.up_hi, self.up_lo, dt)
+            if self._everyday_blocked and lo6 > 0:
+                lo6 = 0               # below the everyday minimum only the cap may discharge
+        if self.ramp_dn:
+            fall = 0 if held else _per_cycle(self.dn_hi, self.dn_lo, dt)
+            hi6 = load - self._grid + fall
+        if self.floor and load - self.floor < hi6:
+            hi6 = load - self.floor
+        self._narrow(lo6, hi6, RAMP)
+        # 7. PCS setpoint slew limit.
+        if self.slew:
+            step = _per_cycle(self.sl_hi, self.sl_lo, dt)
+            self._narrow(self._batt - step, self._batt + step, SLEW)
+        return self._finish(pref, why, load)
+
+    def _finish(self, pref, why, load):
+        if pref < self._lo:
+            pref = self._lo
+            why = self._lo_why
+        elif pref > self._hi:
+            pref = self._hi
+            why = self._hi_why
+        self._batt = pref
+        self._grid = load - pref
+        self.reason = why
+        return pref << Q
 
 
 def from_config(cfg):
-    return PeakCap(cfg['cap_w'], cfg['recharge_w'], cfg['soc_min_cpct'],
-                   cfg['soc_max_cpct'], cfg['recharge_max_w'])
+    return Engine(cfg)
