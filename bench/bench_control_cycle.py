@@ -35,8 +35,8 @@ def cycle_cost(n):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def callgrind_instructions(n):
-    """Instructions per cycle: (run with n cycles - run with 0) / n."""
+def callgrind_instructions(n, script=HERE / "mpy_cycle_cost.py"):
+    """Instructions per iteration of a MicroPython bench script: (run with n - run with 0) / n."""
     if not shutil.which("valgrind"):
         return None
     counts = []
@@ -45,7 +45,7 @@ def callgrind_instructions(n):
             r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
                                 sys.executable, "-c",
                                 "import sys; from micropython_unix import main; "
-                                f"sys.argv=['micropython', {str(HERE / 'mpy_cycle_cost.py')!r}, '{cycles}']; "
+                                f"sys.argv=['micropython', {str(script)!r}, '{cycles}']; "
                                 "main()"],
                                env=ENV, cwd=FIRMWARE, capture_output=True, text=True)
             m = re.search(r"Collected : (\d+)", r.stderr)

@@ -17,6 +17,7 @@ SPEC = {
     'soc_min_cpct': (2000, 0, 10000),         # everyday minimum: only the cap/DR go lower
     'soc_max_cpct': (9500, 0, 10000),         # no charge at or above
     'soc_hyst_cpct': (100, 0, 2000),          # a blocked direction reopens this far inside
+    'soc_taper_cpct': (0, 0, 2000),           # power fades to 0 over this band before a limit
     'export_limit_w': (0, 0, MAX_W),          # largest allowed export (0: never export)
     'ramp_up_w_per_s': (0, 0, MAX_W),         # grid-side ramp limits (0: off)
     'ramp_down_w_per_s': (0, 0, MAX_W),

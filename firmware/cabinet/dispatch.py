@@ -58,6 +58,7 @@ class Engine:
         self.soc_min = cfg['soc_min_cpct']
         self.soc_max = cfg['soc_max_cpct']
         self.hyst = cfg['soc_hyst_cpct']
+        self.taper = cfg['soc_taper_cpct']
         self.export = cfg['export_limit_w'] >> Q
         self.recharge_max = cfg['recharge_max_w'] >> Q
         self.floor = cfg['grid_floor_w'] >> Q
@@ -130,8 +131,19 @@ class Engine:
             self._everyday_blocked = True
         elif soc_cpct >= self.soc_min + self.hyst:
             self._everyday_blocked = False
-        self._narrow(-NO_LIMIT if not self._cha_blocked else 0,
-                     NO_LIMIT if not self._dis_blocked else 0, SOC_LIMIT)
+        # Within soc_taper_cpct of a limit the allowed power shrinks linearly
+        # to 0, so the grid ramp limits can still be kept as a band closes.
+        lo2 = 0 if self._cha_blocked else -NO_LIMIT
+        hi2 = 0 if self._dis_blocked else NO_LIMIT
+        tp = self.taper
+        if tp:
+            room = self.soc_max - soc_cpct
+            if 0 < room < tp:
+                lo2 = -((charge_max_w >> Q) // tp * room)
+            room = soc_cpct - floor_soc
+            if 0 < room < tp and not self._dis_blocked:
+                hi2 = (discharge_max_w >> Q) // tp * room
+        self._narrow(lo2, hi2, SOC_LIMIT)
         if outage:
             return self._finish(0, OUTAGE, load)
         # 3. Export limit: grid >= -export.

@@ -22,6 +22,16 @@ def main(argv=None):
     demo.add_arguments(p)
     p.set_defaults(run=demo.run)
 
+    from .profiles import cli as profile_cli
+    p = sub.add_parser("profile", help="load profiles: generate, import GPU power logs, stats, plot")
+    profile_cli.add_arguments(p)
+    p.set_defaults(run=profile_cli.run)
+
+    from .sim import cli as sim_cli
+    p = sub.add_parser("sim", help="the dispatch engine vs baselines over a load profile, offline")
+    sim_cli.add_arguments(p)
+    p.set_defaults(run=sim_cli.run_cli)
+
     args = ap.parse_args(argv)
     return args.run(args) or 0
 

@@ -13,15 +13,18 @@ def add_arguments(p):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--target", default="unix", help="unix, or port:DEV for a real board")
     p.add_argument("--bus", help="RS-485 adapter the plant serves on (with --target port:DEV)")
+    p.add_argument("--profile", default="demo",
+                   help="load profile: built-in scenario (cabctl profile list) or profile file")
 
 
 def run(args):
     run_dir = new_run_dir(tag="demo")
     rig = Rig(run_dir, site={"cap_w": args.cap_w, "period_ms": args.period_ms},
-              target=args.target, bus_port=args.bus, quiet=args.json)
+              target=args.target, bus_port=args.bus, quiet=args.json, profile=args.profile)
     if not args.json:
         print(f"demo: plant + firmware (MicroPython unix port) for {args.seconds:g} s, "
-              f"cap {args.cap_w / 1e6:g} MW; run folder {run_dir}", file=sys.stderr)
+              f"cap {args.cap_w / 1e6:g} MW, load profile {args.profile}; run folder {run_dir}",
+              file=sys.stderr)
     try:
         s = rig.run(args.seconds)
     except RigError as e:

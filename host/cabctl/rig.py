@@ -34,8 +34,9 @@ class RigError(RuntimeError):
 
 class Rig:
     def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
-                 quiet=True, out=sys.stderr):
+                 quiet=True, out=sys.stderr, profile=None):
         self.dir = Path(run_dir)
+        self.profile = profile          # load profile name or file (None: the plant's default)
         self.site = dict(site or {})
         self.plant_cfg = dict(plant or {})
         self.target = target
@@ -51,6 +52,8 @@ class Rig:
             cmd += ["--config", str(self.dir / "plant.json")]
         if self.bus_port:
             cmd += ["--port", self.bus_port]
+        if self.profile:
+            cmd += ["--profile", str(self.profile)]
         self.plant_err = open(self.dir / "plant.log", "w")
         self.plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.plant_err, text=True)
         line = self.plant.stdout.readline()
@@ -116,7 +119,8 @@ class Rig:
 
     def _summary(self, t_end):
         frames = self.logger.frames
-        s = {"run_dir": str(self.dir), "cap_w": self.site.get("cap_w", 18_000_000)}
+        s = {"run_dir": str(self.dir), "cap_w": self.site.get("cap_w", 18_000_000),
+             "profile": self.plant_info.get("profile")}
         if not frames:
             self.errors.append("no telemetry frames received")
         t0 = self.plant_info["t0_monotonic"]

@@ -4,8 +4,8 @@ import signal
 import sys
 import time
 
+from .. import profiles
 from .model import Plant, PlantConfig
-from .profile import GpuCluster
 from .server import PlantIO, announce, serve
 
 
@@ -16,7 +16,9 @@ def add_arguments(p):
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--meter-map", default="meter_sunspec")
     p.add_argument("--pcs-map", default="pcs_sunspec")
-    p.add_argument("--seed", type=int, default=1, help="load profile seed")
+    p.add_argument("--profile", default="demo",
+                   help="load profile: built-in scenario (cabctl profile list) or profile file")
+    p.add_argument("--seed", type=int, default=1, help="load profile seed (generated scenarios)")
     p.add_argument("--config", help="JSON of PlantConfig fields (capacity_wh, pcs_tau_ms, ...)")
 
 
@@ -29,8 +31,14 @@ def run(args):
     if unknown:
         sys.exit(f"cabctl plant: {args.config}: unknown keys {sorted(unknown)}")
     cfg = PlantConfig(**overrides)
-    horizon = args.seconds + 60 if args.seconds else 24 * 3600
-    plant = Plant(cfg, GpuCluster(seed=args.seed, seconds=horizon).load_w)
+    # Generated once up front; the physics loop only indexes it (sample-and-hold,
+    # wrapping past the end when the plant runs longer than the profile).
+    try:
+        profile = profiles.load(args.profile, seed=args.seed,
+                                seconds=args.seconds + 60 if args.seconds else None)
+    except profiles.ProfileError as e:
+        sys.exit(f"cabctl plant: {e}")
+    plant = Plant(cfg, profile.at)
     io = PlantIO(plant, args.meter_map, args.pcs_map)
     if args.port:
         import serial
@@ -43,5 +51,7 @@ def run(args):
     result = serve(io, port, args.seconds, args.truth,
                    ready=lambda: announce({"bus": path, "truth": args.truth,
                                            "t0_monotonic": time.monotonic(),
-                                           "plant": cfg.to_dict()}))
+                                           "plant": cfg.to_dict(),
+                                           "profile": profile.name,
+                                           "profile_s": profile.duration_s}))
     print(json.dumps(result), file=sys.stderr)

@@ -1,0 +1,33 @@
+# Cost of one dispatch Engine.step with every stage active (TOU, SoC taper,
+# DR, cap, ramp with delay and floor, slew). Runs on MicroPython and, for
+# comparison, on CPython (the same module, unchanged).
+import sys
+import time
+from cabinet import config
+
+try:
+    ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
+except AttributeError:                      # CPython
+    ticks_us = lambda: time.perf_counter_ns() // 1000
+    ticks_diff = lambda a, b: a - b
+from cabinet import dispatch as d
+
+MW = 1000000
+
+
+def main(n):
+    e = d.Engine(config.validate({
+        'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'ramp_down_delay_ms': 200,
+        'grid_floor_w': 9 * MW, 'slew_w_per_s': 60 * MW, 'soc_taper_cpct': 300,
+        'tou': [{'start_min': 0}, {'start_min': 600, 'arb_w': 1 * MW}]}))
+    loads = [(9 + (i * 7919) % 17) * MW for i in range(64)]
+    batt = 0
+    t0 = ticks_us()
+    for i in range(n):
+        load = loads[i & 63]
+        batt = e.step(load - batt, batt, 5000, 12 * MW, 12 * MW, 0, 700, 16 * MW, 50)
+    dt = ticks_diff(ticks_us(), t0)
+    print('{"steps": %d, "step_ns": %d}' % (n, dt * 1000 // n if n else 0))
+
+
+main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)

@@ -1,0 +1,1 @@
+"""`cabctl sim`: the firmware's dispatch engine over a load profile, offline."""

@@ -1,0 +1,140 @@
+"""Controllers compared by `cabctl sim`, all driving the same plant.
+
+Each has step(meas) -> setpoint_w, called every control period with what the
+firmware would read: the meter and PCS values of the previous period.
+"""
+from dataclasses import dataclass
+
+from ..fw import dispatch
+
+
+@dataclass
+class Measured:
+    grid_w: int
+    battery_w: int
+    soc_cpct: int
+    charge_max_w: int
+    discharge_max_w: int
+    minute_of_day: int
+    dt_ms: int
+
+
+class Cabinet:
+    """This project's engine (the firmware module itself, run on CPython)."""
+    name = "cabinet"
+
+    def __init__(self, site_cfg):
+        self.engine = dispatch.Engine(site_cfg)
+
+    def step(self, m: Measured):
+        return self.engine.step(m.grid_w, m.battery_w, m.soc_cpct, m.charge_max_w,
+                                m.discharge_max_w, 0, m.minute_of_day, dispatch.NO_LIMIT, m.dt_ms)
+
+
+class NoBattery:
+    name = "none"
+
+    def step(self, m):
+        return 0
+
+
+class OpenEms:
+    """OpenEMS's symmetric peak shaving with its PidFilter (REFERENCE.md section 2).
+
+    Every 1 s cycle: grid_without_ess = meter + ess power; at or above the peak
+    threshold the target is grid - peak (discharge), at or below the recharge
+    threshold grid - recharge (charge), else 0. The target passes through
+    PidFilter.applyPidFilter(input=ess power, target) with P 0.3, I 0.3, D 0.1,
+    output limits [-charge max, discharge max] and the error sum limited to 10x
+    the larger limit, as in io.openems.edge.common.filter.PidFilter.
+    """
+    name = "openems"
+
+    def __init__(self, site_cfg, cycle_ms=1000, p=0.3, i=0.3, d=0.1):
+        # OpenEMS stacks controllers that narrow the allowed power; its SoC
+        # limit controllers (emergency reserve, limit total discharge) are
+        # modelled as: no discharge at or below the reserve, no charge at or
+        # above the maximum.
+        self.reserve = site_cfg["reserve_cpct"]
+        self.soc_max = site_cfg["soc_max_cpct"]
+        self.peak = site_cfg["cap_w"]
+        self.recharge = site_cfg["recharge_w"]
+        self.cycle_ms, self.p, self.i, self.d = cycle_ms, p, i, d
+        self.since_ms = cycle_ms
+        self.setpoint = 0
+        self.first = True
+        self.last_input = 0.0
+        self.error_sum = 0.0
+
+    def step(self, m):
+        self.since_ms += m.dt_ms
+        if self.since_ms < self.cycle_ms:
+            return self.setpoint
+        self.since_ms = 0
+        without = m.grid_w + m.battery_w
+        if without >= self.peak:
+            target = without - self.peak
+        elif without <= self.recharge:
+            target = without - self.recharge
+        else:
+            target = 0
+        lo = 0 if m.soc_cpct >= self.soc_max else -m.charge_max_w
+        hi = 0 if m.soc_cpct <= self.reserve else m.discharge_max_w
+        self.setpoint = self._pid(m.battery_w, target, lo, hi)
+        return self.setpoint
+
+    def _pid(self, inp, target, lo, hi):
+        target = min(max(target, lo), hi)
+        error = target - inp
+        if error == 0:
+            return target
+        out_p = self.p * error
+        if self.first:
+            self.last_input = inp
+            self.first = False
+        out_i = self.i * self.error_sum
+        out_d = -self.d * (inp - self.last_input)
+        self.last_input = inp
+        limit = 10 * max(abs(lo), abs(hi))
+        self.error_sum = min(max(self.error_sum + error, -limit), limit)
+        return min(max(int(round(out_p + out_i + out_d)), lo), hi)
+
+
+def optimal_cap_w(load_1s_w, plant_cfg, reserve_cpct, soc_max_cpct, tol_w=1000):
+    """Lowest cap any controller with perfect foresight could hold (1 s resolution).
+
+    Feasibility of a cap X is checked greedily: discharge exactly what exceeds
+    X (within the PCS limit, never below the reserve), charge with all spare
+    headroom below X whenever possible (charging as early as possible keeps
+    the most energy for later, so greedy is optimal for feasibility).
+    Bisection on X to tol_w.
+    """
+    c = plant_cfg
+    eta = c.efficiency_rt ** 0.5
+    e0 = c.capacity_wh * c.soc0_cpct / 10000
+    e_min = c.capacity_wh * reserve_cpct / 10000
+    e_max = c.capacity_wh * soc_max_cpct / 10000
+    loads = [float(x) for x in load_1s_w]
+
+    def feasible(cap):
+        e = e0
+        for load in loads:
+            if load > cap:
+                d = load - cap
+                if d > c.discharge_max_w:
+                    return False
+                e -= d / eta / 3600
+                if e < e_min:
+                    return False
+            else:
+                e = min(e_max, e + min(c.charge_max_w, cap - load) * eta / 3600)
+        return True
+
+    lo, hi = 0.0, max(loads)
+    while hi - lo > tol_w:
+        mid = (lo + hi) / 2
+        if feasible(mid):
+            hi = mid
+        else:
+            lo = mid
+    return int(hi)
