@@ -19,7 +19,11 @@ def add_arguments(p):
 
 def run(args):
     run_dir = new_run_dir(tag="demo")
-    rig = Rig(run_dir, site={"cap_w": args.cap_w, "period_ms": args.period_ms},
+    # Recharge only well below the cap, so a small site (an imported 8-GPU
+    # log, say) gets a consistent config instead of a disarmed controller.
+    recharge_w = min(14_000_000, args.cap_w * 3 // 4)
+    rig = Rig(run_dir, site={"cap_w": args.cap_w, "recharge_w": recharge_w,
+                             "period_ms": args.period_ms},
               target=args.target, bus_port=args.bus, quiet=args.json, profile=args.profile)
     if not args.json:
         print(f"demo: plant + firmware (MicroPython unix port) for {args.seconds:g} s, "
