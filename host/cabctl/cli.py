@@ -22,6 +22,17 @@ def main(argv=None):
     demo.add_arguments(p)
     p.set_defaults(run=demo.run)
 
+    from . import flash
+    p = sub.add_parser("flash", help="compile the firmware for a board and install it with mpremote")
+    flash.add_arguments(p)
+    p.set_defaults(run=flash.run)
+
+    from . import vboard
+    p = sub.add_parser("vboard", help="a virtual board: MicroPython unix port behind a pty, "
+                                      "flashable like a real one")
+    vboard.add_arguments(p)
+    p.set_defaults(run=vboard.run)
+
     from .profiles import cli as profile_cli
     p = sub.add_parser("profile", help="load profiles: generate, import GPU power logs, stats, plot")
     profile_cli.add_arguments(p)

@@ -128,7 +128,7 @@ class UART:
         self.inbox = bytearray(1024)  # scripted receive stream
         self.in_n = 0
         self.in_pos = 0
-        self.due = array('i', [0] * 16)   # chunk k becomes readable at due[k]
+        self.due = [0] * 16           # chunk k becomes readable at due[k] (ticks exceed int32)
         self.end = array('i', [0] * 16)   # ... up to inbox index end[k]
         self.chunks = 0
         self.overreads = 0            # readinto asked for more than any(): blocks on hardware
