@@ -16,6 +16,9 @@ board.log('cabinet: board %s, cap %d W, period %d ms'
           % (board.cfg['name'], cfg['cap_w'], cfg['period_ms']))
 try:
     Controller(board, cfg).run()
+except KeyboardInterrupt:
+    board.interrupted()               # Ctrl-C from the console (mpremote): to the REPL
+    raise
 except Exception as e:
     # Say why before dying: the PCS reverts to 0 W on its own once the
     # heartbeat stops, and the board's watchdog or supervisor restarts us.

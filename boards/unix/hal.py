@@ -2,6 +2,7 @@
 # The RS-485 bus is a pty served by the plant emulator; telemetry is written
 # to stdout as binary, human logs to stderr. This file and the other boards'
 # hal.py are the only firmware code that touches hardware-facing modules.
+import _thread
 import json
 import os
 import select
@@ -78,13 +79,36 @@ class Board:
         self._out = sys.stdout.buffer.write
         self._flush = sys.stdout.buffer.flush
         self.site_path = os.getenv('CABINET_SITE') or 'site.json'
+        self._start_watchdog(self.cfg['watchdog_ms'])
 
     def send_telemetry(self, frame):
         self._out(frame)
         self._flush()
 
     def feed_watchdog(self):
-        pass                          # emulated watchdog: see the Modbus/failsafe issue
+        self._dog[0] = time.ticks_ms()
+
+    def _start_watchdog(self, timeout_ms):
+        # Emulates machine.WDT: a thread that ends the process with SIGUSR1
+        # (exit status -10 / 138: "watchdog reset") when the loop has not fed
+        # it for timeout_ms. The heap lock is per thread, so the control loop
+        # holding it does not stop this one from reporting.
+        self._dog = [time.ticks_ms(), timeout_ms, 1]   # last feed, timeout, armed
+        dog = self._dog
+
+        def watch():
+            while dog[2]:
+                time.sleep_ms(20)
+                if dog[2] and time.ticks_diff(time.ticks_ms(), dog[0]) > dog[1]:
+                    sys.stderr.write('watchdog: not fed for %d ms, resetting\n' % dog[1])
+                    os.system('kill -USR1 $PPID')   # $PPID of the shell: this process
+                    time.sleep_ms(1000)
+        _thread.start_new_thread(watch, ())
+
+    def interrupted(self):
+        # A developer's Ctrl-C drops to the REPL: stop the emulated watchdog
+        # (an MCU's cannot be stopped; `cabctl flash` feeds it from a timer).
+        self._dog[2] = 0
 
     def led(self, on):
         pass

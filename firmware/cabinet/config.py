@@ -30,6 +30,18 @@ SPEC = {
     'pcs_map': ('pcs_sunspec', None, None),
     'pcs_unit': (2, 1, 247),
     'response_timeout_ms': (20, 1, 1000),     # Modbus reply deadline
+    'meter_fail_cycles': (3, 1, 100),         # consecutive errors before the meter is lost
+    'pcs_fail_cycles': (3, 1, 100),
+    'max_age_ms': (1000, 10, 60000),          # older data is not acted on
+    'retry_base_ms': (200, 0, 60000),         # a lost device is retried after base * n ...
+    'retry_max_ms': (5000, 0, 300000),        # ... at most this long
+    'meter_frozen_ms': (3000, 0, 600000),     # bit-identical readings this long: frozen (0 off)
+    'follow_ms': (3000, 0, 600000),           # PCS off its setpoint this long: fault (0 off)
+    'follow_tol_w': (500000, 0, MAX_W),       # ... by more than this
+    'safe_setpoint_w': (0, -MAX_W, MAX_W),    # commanded while the meter is lost
+    'safe_hold_ms': (1000, 0, 600000),        # least time in SAFE before recovering
+    'recover_cycles': (3, 1, 1000),           # good cycles in a row to leave SAFE
+    'pcs_revert_s': (5, 1, 3600),             # PCS returns to 0 W after this silence
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
     'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)

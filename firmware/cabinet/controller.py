@@ -1,18 +1,49 @@
-# The control loop: read meter and PCS, dispatch, write the PCS, emit one
+# The control loop: read meter and PCS, decide, write the PCS, emit one
 # telemetry frame, every period_ms. After init nothing here allocates: all
 # buffers and indices are prepared in __init__ (a HIL test runs the loop under
 # micropython.heap_lock() to prove it).
+#
+# Failsafe: INIT until the first good meter and PCS data; RUN; DEGRADED when
+# a read failed but the last good values are still valid (fresh enough, too
+# few consecutive errors); SAFE when the meter is lost, stale, frozen or
+# undecodable (the PCS is commanded to safe_setpoint_w), the PCS is lost (we
+# stop writing: its own reversion timeout takes it to 0 W), faulted or not
+# following its setpoint (0 W, disabled). SAFE is held for safe_hold_ms and
+# left after recover_cycles good cycles in a row. Every transition is counted
+# and its cause sent in telemetry.
 import time
 import micropython
-from cabinet import devmap, dispatch, modbus, telemetry
+from cabinet import devmap, dispatch, health, modbus, telemetry
 from cabinet.devmap import INVALID
 
 INIT = 0
 RUN = 1
-SAFE = 2          # no valid meter or PCS data this cycle: PCS commanded to 0 W
-STATES = ('init', 'run', 'safe')
+DEGRADED = 2
+SAFE = 3
+STATES = ('init', 'run', 'degraded', 'safe')
 
-HEARTBEAT_REVERT_S = 5  # the PCS reverts to 0 W on its own after this silence
+# Causes (telemetry `cause`), the most serious one found this cycle.
+OK = 0
+METER_LOST = 1
+METER_STALE = 2
+METER_FROZEN = 3
+METER_INVALID = 4
+PCS_LOST = 5
+PCS_FAULT = 6
+PCS_NOT_FOLLOWING = 7
+DISARMED = 8
+READ_ERROR = 9            # a read failed; last good values still used
+CAUSES = ('ok', 'meter_lost', 'meter_stale', 'meter_frozen', 'meter_invalid', 'pcs_lost',
+          'pcs_fault', 'pcs_not_following', 'disarmed', 'read_error')
+
+TELEMETRY = ('seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct', 'load_w',
+             'reason', 'state', 'cycle_us', 'late_cycles', 'meter_errors', 'pcs_errors',
+             'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cause', 'transitions')
+
+
+def _link(cfg, prefix):
+    return health.Link(cfg[prefix + '_fail_cycles'], cfg['max_age_ms'],
+                       cfg['retry_base_ms'], cfg['retry_max_ms'])
 
 
 class Controller:
@@ -27,20 +58,20 @@ class Controller:
         self.pcs = devmap.Device(master, cfg['pcs_unit'],
                                  devmap.load_map(root + 'maps/%s.json' % cfg['pcs_map']))
         m, p = self.meter, self.pcs
-        self.m_grid = m.index('grid_w')
-        self.p_w, self.p_soc = p.index('W'), p.index('SoC')
-        self.p_cha, self.p_dis = p.index('WChaMax'), p.index('WDisChaMax')
-        self.p_evt = p.index('Evt1')
-        self.p_ena, self.p_set = p.index('WSetEna'), p.index('WSet')
-        self.p_hb, self.p_rvrt = p.index('CtrlHb'), p.index('WSetRvrtTms')
-        p.set(self.p_rvrt, HEARTBEAT_REVERT_S)
+        self.m_grid = m.role('grid_w')
+        self.p_w, self.p_soc = p.role('battery_w'), p.role('soc_cpct')
+        self.p_cha, self.p_dis = p.role('charge_max_w'), p.role('discharge_max_w')
+        self.p_evt, self.p_set = p.role('alarms'), p.role('setpoint_w')
+        self.p_ena, self.p_hb = p.role('enable', False), p.role('heartbeat', False)
+        self.p_start, self.p_stop = p.role('start', False), p.role('stop', False)
+        rv = p.role('revert_s', False)
+        if rv >= 0:
+            p.set(rv, cfg['pcs_revert_s'])
+        self.meter_link = _link(cfg, 'meter')
+        self.pcs_link = _link(cfg, 'pcs')
         self.frame = telemetry.Frame(telemetry.load_schema(root + 'telemetry.json'))
         f = self.frame
-        self.t = [f.index(n) for n in (
-            'seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct',
-            'load_w', 'reason', 'state', 'cycle_us', 'late_cycles',
-            'meter_errors', 'pcs_errors', 'charge_max_w', 'discharge_max_w',
-            'pcs_alarms', 'cap_w')]
+        self.t = [f.index(n) for n in TELEMETRY]
         f.put(f.index('cap_w'), cfg['cap_w'])
         self.armed = cfg['armed']
         # Wall-clock minute for time-of-use, kept by ticks between clock sets.
@@ -48,14 +79,22 @@ class Controller:
         self.ms_of_day = ((t[3] * 60 + t[4]) * 60 + t[5]) * 1000
         self.dr_limit_w = dispatch.NO_LIMIT   # demand-response import limit (W)
         self.dr_left_ms = 0
+        # Last good readings (a failed read leaves garbage in the buffers).
+        self.grid_w = self.batt_w = self.soc = self.cha = self.dis = self.alarms = 0
+        self.frozen_ms = 0
+        self.off_ms = 0                       # PCS away from its setpoint for this long
+        self.off_from_w = 0                   # its power when it went away
+        self.setpoint = 0
         self.state = INIT
+        self.cause = OK
+        self.transitions = 0
+        self.safe_ms = 0
+        self.good_cycles = 0
         self.seq = 0
         self.heartbeat = 0
         self.uptime_ms = 0
         self.cycle_us = 0
         self.late_cycles = 0
-        self.meter_errors = 0
-        self.pcs_errors = 0
 
     def set_dr_limit(self, limit_w, for_ms):
         """A demand-response import limit that expires after for_ms."""
@@ -71,63 +110,164 @@ class Controller:
             if self.dr_left_ms <= 0:
                 self.dr_limit_w = dispatch.NO_LIMIT
 
+    def _read_meter(self, dt_ms):
+        link = self.meter_link
+        if link.tick(dt_ms):
+            r = self.meter.read()
+            if r:
+                link.failed(r)
+                return
+            g = self.meter.value(self.m_grid)
+            if g == INVALID:
+                link.failed(modbus.SHORT)
+                return
+            # A meter that answers with a bit-identical value for too long has
+            # stopped measuring (a frozen register); real power always jitters.
+            self.frozen_ms = self.frozen_ms + dt_ms if g == self.grid_w else 0
+            self.grid_w = g
+            link.ok()
+
+    def _read_pcs(self, dt_ms):
+        link = self.pcs_link
+        if link.tick(dt_ms):
+            p = self.pcs
+            r = p.read()
+            if r:
+                link.failed(r)
+                return
+            b = p.value(self.p_w)
+            s = p.value(self.p_soc)
+            c = p.value(self.p_cha)
+            d = p.value(self.p_dis)
+            if b == INVALID or s == INVALID or c == INVALID or d == INVALID:
+                link.failed(modbus.SHORT)
+                return
+            self.batt_w = b           # (a 4-tuple assignment would allocate)
+            self.soc = s
+            self.cha = c
+            self.dis = d
+            self.alarms = p.raw(self.p_evt)
+            link.ok()
+            # Not following: away from the setpoint we sent for follow_ms in
+            # total, without moving. Agreeing counts only if the PCS moved
+            # since it went off: a stuck PCS meets a swinging setpoint by
+            # coincidence twice a second.
+            tol = self.cfg['follow_tol_w']
+            off = b - self.setpoint
+            if off > tol or off < -tol:
+                if self.off_ms == 0:
+                    self.off_from_w = b
+                self.off_ms += dt_ms
+            else:
+                moved = b - self.off_from_w
+                if moved > tol or moved < -tol:
+                    self.off_ms = 0
+
+    def _judge(self, dt_ms):
+        """The most serious cause this cycle and the state it leads to."""
+        cfg = self.cfg
+        ml = self.meter_link
+        pl = self.pcs_link
+        if ml.fails >= ml.fail_limit:
+            cause = METER_LOST
+        elif ml.age_ms > ml.max_age_ms:
+            cause = METER_STALE
+        elif cfg['meter_frozen_ms'] and self.frozen_ms >= cfg['meter_frozen_ms']:
+            cause = METER_FROZEN
+        elif pl.fails >= pl.fail_limit or pl.age_ms > pl.max_age_ms:
+            cause = PCS_LOST
+        elif self.alarms & 1:
+            cause = PCS_FAULT
+        elif cfg['follow_ms'] and self.off_ms >= cfg['follow_ms']:
+            cause = PCS_NOT_FOLLOWING
+        elif not self.armed:
+            cause = DISARMED
+        elif ml.fails or pl.fails:
+            cause = READ_ERROR
+        else:
+            cause = OK
+        if cause == OK or cause == READ_ERROR:
+            self.good_cycles += 1
+        else:
+            self.good_cycles = 0
+        if self.state == SAFE:
+            self.safe_ms += dt_ms
+        if cause != OK and cause != READ_ERROR:
+            # Before the first data, "stale" and "lost" only mean "not yet".
+            waiting = self.state == INIT and (cause == METER_STALE or cause == PCS_LOST)
+            new = INIT if waiting else SAFE
+        elif self.state == SAFE and (self.safe_ms < cfg['safe_hold_ms']
+                                     or self.good_cycles < cfg['recover_cycles']):
+            new = SAFE
+        else:
+            new = DEGRADED if cause == READ_ERROR else RUN
+        if new != self.state:
+            self.state = new
+            self.transitions += 1
+            self.safe_ms = 0
+        if cause != READ_ERROR or self.cause == OK:
+            self.cause = cause
+
     def cycle(self, dt_ms=0):
         """One control cycle, dt_ms after the previous one."""
         self._advance_clock(dt_ms)
-        m = self.meter                 # (a 4-tuple assignment would allocate)
+        self._read_meter(dt_ms)
+        self._read_pcs(dt_ms)
+        self._judge(dt_ms)
         p = self.pcs
+        st = self.state
+        enable = 1
+        if st == RUN or st == DEGRADED:
+            setpoint = self.engine.step(self.grid_w, self.batt_w, self.soc, self.cha, self.dis,
+                                        0, self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
+            reason = self.engine.reason
+        else:
+            setpoint = self.cfg['safe_setpoint_w'] if self.cause <= METER_INVALID else 0
+            # The safe setpoint never exceeds what the PCS allows right now.
+            if setpoint > self.dis:
+                setpoint = self.dis
+            elif setpoint < -self.cha:
+                setpoint = -self.cha
+            enable = 0 if self.cause == PCS_FAULT or self.cause == PCS_NOT_FOLLOWING else 1
+            reason = dispatch.FAULT if self.cause == PCS_FAULT else dispatch.DISARMED
+        self.setpoint = setpoint
+        self.heartbeat = (self.heartbeat + 1) & 0xFFFF
+        if self.p_ena >= 0:
+            p.set(self.p_ena, enable)
+        if self.p_start >= 0:
+            p.set(self.p_start, enable)
+            p.set(self.p_stop, 1 - enable)
+        p.set(self.p_set, setpoint)
+        if self.p_hb >= 0:
+            p.set(self.p_hb, self.heartbeat)
+        # A lost PCS is not written to (its own reversion timeout takes over);
+        # writing would only add timeouts to the cycle.
+        if self.pcs_link.fails < self.pcs_link.fail_limit and p.write():
+            self.pcs_link.errors += 1
+        self._emit(setpoint, reason)
+
+    def _emit(self, setpoint, reason):
         f = self.frame
         t = self.t
-        grid_w = batt_w = soc = cha = dis = alarms = 0
-        ok = True
-        if m.read():
-            self.meter_errors += 1
-            ok = False
-        else:
-            grid_w = m.value(self.m_grid)
-            ok = grid_w != INVALID
-        if p.read():
-            self.pcs_errors += 1
-            ok = False
-        else:
-            batt_w = p.value(self.p_w)
-            soc = p.value(self.p_soc)
-            cha = p.value(self.p_cha)
-            dis = p.value(self.p_dis)
-            alarms = p.raw(self.p_evt)
-            if batt_w == INVALID or soc == INVALID or cha == INVALID or dis == INVALID:
-                ok = False
-        if ok and self.armed:
-            setpoint = self.engine.step(grid_w, batt_w, soc, cha, dis,
-                                        dispatch.ST_PCS_FAULT if alarms & 1 else 0,
-                                        self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
-            self.state = RUN
-        else:
-            setpoint = 0               # fail safe: never dispatch blind
-            self.state = SAFE
-        self.heartbeat = (self.heartbeat + 1) & 0xFFFF
-        p.set(self.p_ena, 1)
-        p.set(self.p_set, setpoint)
-        p.set(self.p_hb, self.heartbeat)
-        if p.write():
-            self.pcs_errors += 1
         self.seq = (self.seq + 1) & 0x3FFFFFFF
         f.put(t[0], self.seq)
         f.put(t[1], self.uptime_ms)
-        f.put(t[2], grid_w)
-        f.put(t[3], batt_w)
+        f.put(t[2], self.grid_w)
+        f.put(t[3], self.batt_w)
         f.put(t[4], setpoint)
-        f.put(t[5], soc)
-        f.put(t[6], grid_w + batt_w)
-        f.put(t[7], self.engine.reason if ok and self.armed else dispatch.DISARMED)
+        f.put(t[5], self.soc)
+        f.put(t[6], self.grid_w + self.batt_w)
+        f.put(t[7], reason)
         f.put(t[8], self.state)
         f.put(t[9], self.cycle_us)
         f.put(t[10], self.late_cycles)
-        f.put(t[11], self.meter_errors)
-        f.put(t[12], self.pcs_errors)
-        f.put(t[13], cha)
-        f.put(t[14], dis)
-        f.put(t[15], alarms)
+        f.put(t[11], self.meter_link.errors)
+        f.put(t[12], self.pcs_link.errors)
+        f.put(t[13], self.cha)
+        f.put(t[14], self.dis)
+        f.put(t[15], self.alarms)
+        f.put(t[16], self.cause)
+        f.put(t[17], self.transitions)
         self.board.send_telemetry(f.seal())
 
     def run(self):

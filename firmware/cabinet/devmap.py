@@ -78,55 +78,85 @@ def float32_scaled(hi, lo, e):
     return -v if neg else v
 
 
+ALWAYS = ('setpoint_w', 'heartbeat', 'revert_s', 'enable')   # rewritten every cycle
+GAP = 8           # rw points further apart than this go into separate writes
+
+
 class Device:
+    """A device on the bus, described by a map: reads, decoding, writes.
+
+    Readable points (not rw) are read as one span per function code; writable
+    points are grouped into fc-16 writes of nearby registers. Writes holding
+    the setpoint or a heartbeat go out every cycle; the others (start/stop
+    commands) only when set() changed them.
+    """
+
     def __init__(self, master, unit, mapdef):
         self.master = master
         self.map = mapdef
         pts = mapdef['points']
         self.names = list(pts)
-        reads = {}
-        writes = []
+        self.roles = [pts[n].get('role') for n in self.names]
+        spans = {}
         for name in self.names:
             p = pts[name]
-            lo_hi = reads.get(p['fc'])
-            end = p['addr'] + WIDTH[p['type']]
-            reads[p['fc']] = (min(lo_hi[0], p['addr']), max(lo_hi[1], end)) if lo_hi else (p['addr'], end)
             if p.get('access') == 'rw':
-                writes.append(p)
-        self.reads = [modbus.Txn(unit, fc, a, b - a) for fc, (a, b) in reads.items()]
+                continue
+            end = p['addr'] + WIDTH[p['type']]
+            lo_hi = spans.get(p['fc'])
+            spans[p['fc']] = (min(lo_hi[0], p['addr']), max(lo_hi[1], end)) if lo_hi else (p['addr'], end)
+        self.reads = [modbus.Txn(unit, fc, a, b - a) for fc, (a, b) in spans.items()]
         for t in self.reads:
             if t.count > 125:
                 raise ValueError('%s: read span %d..%d is over 125 registers'
                                  % (mapdef['name'], t.addr, t.addr + t.count))
+        # Writes: clusters of nearby rw points, in address order.
+        rw = sorted((pts[n]['addr'], n) for n in self.names if pts[n].get('access') == 'rw')
+        clusters = []
+        for addr, name in rw:
+            end = addr + WIDTH[pts[name]['type']]
+            if clusters and addr - clusters[-1][1] <= GAP:
+                clusters[-1][1] = max(clusters[-1][1], end)
+                clusters[-1][2].append(name)
+            else:
+                clusters.append([addr, end, [name]])
+        self.writes = [modbus.Txn(unit, 16, a, b - a) for a, b, _ in clusters]
+        self.always = [any(pts[n].get('role') in ALWAYS for n in c[2]) for c in clusters]
+        self.dirty = [True] * len(clusters)
         # Per point, as parallel lists of small ints (no per-cycle lookups).
         self._txn = []
         self._reg = []
         self._kind = []
         self._sf = []
         self._exp = []
-        self._wreg = []                    # register offset in the write, or -1
+        self._wc = []                      # index of its write cluster, or -1
         for name in self.names:
             p = pts[name]
-            t = [x for x in self.reads if x.fc == p['fc']][0]
+            ts = [x for x in self.reads if x.fc == p['fc']]
+            t = ts[0] if ts and p.get('access') != 'rw' else None
             self._txn.append(t)
-            self._reg.append(p['addr'] - t.addr)
+            self._reg.append(p['addr'] - t.addr if t else 0)
             self._kind.append(TYPES.index(p['type']))
             self._sf.append(self.names.index(p['sf']) if 'sf' in p else -1)
             self._exp.append(p.get('exp', 0))
-        self.write_txn = None
-        if writes:
-            a = min(p['addr'] for p in writes)
-            b = max(p['addr'] + WIDTH[p['type']] for p in writes)
-            self.write_txn = modbus.Txn(unit, 16, a, b - a)
-        for name in self.names:
-            p = pts[name]
-            self._wreg.append(p['addr'] - a if p.get('access') == 'rw' else -1)
+            w = [i for i, c in enumerate(clusters) if name in c[2]]
+            self._wc.append(w[0] if w else -1)
+            if w:
+                self._reg[-1] = p['addr'] - clusters[w[0]][0]
         self.last_result = modbus.OK
 
     def index(self, name):
         if name not in self.names:
             raise ValueError('map %s has no point %r' % (self.map['name'], name))
         return self.names.index(name)
+
+    def role(self, role, required=True):
+        """Index of the point with this role; -1 if absent and not required."""
+        if role in self.roles:
+            return self.roles.index(role)
+        if required:
+            raise ValueError('map %s has no point with role %r' % (self.map['name'], role))
+        return -1
 
     def read(self):
         for t in self.reads:
@@ -178,14 +208,32 @@ class Device:
         return scale(v, e)
 
     def set(self, i, value):
-        # Patch a writable point into the write request (fixed exp only).
-        t = self.write_txn
-        o = self._wreg[i]
+        """Patch a writable point (in device units: value // 10**exp is sent)."""
+        c = self._wc[i]
+        t = self.writes[c]
+        o = self._reg[i]
+        e = self._exp[i]
+        if e > 0:
+            value = value // POW10[e] if value >= 0 else -((-value) // POW10[e])
         if self._kind[i] >= 2:
-            t.set_reg(o, (value >> 16) & 0xFFFF)
-            t.set_reg(o + 1, value & 0xFFFF)
-        else:
+            hi = (value >> 16) & 0xFFFF
+            lo = value & 0xFFFF
+            if t.reg_out(o) != hi or t.reg_out(o + 1) != lo:
+                t.set_reg(o, hi)
+                t.set_reg(o + 1, lo)
+                self.dirty[c] = True
+        elif t.reg_out(o) != value & 0xFFFF:
             t.set_reg(o, value & 0xFFFF)
+            self.dirty[c] = True
 
     def write(self):
-        return self.master.run(self.write_txn)
+        """Send the writes due this cycle; the first error code, or OK."""
+        result = modbus.OK
+        for c in range(len(self.writes)):
+            if self.always[c] or self.dirty[c]:
+                r = self.master.run(self.writes[c])
+                if r:
+                    result = r                 # stays dirty: retried next cycle
+                else:
+                    self.dirty[c] = False
+        return result

@@ -119,6 +119,9 @@ class McuBoard:
         self._wdt = wdt
         self._feed = wdt.feed
 
+    def interrupted(self):
+        pass                          # the hardware watchdog cannot be stopped
+
     def send_telemetry(self, frame):
         self._out(frame)
 

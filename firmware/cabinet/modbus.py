@@ -62,6 +62,11 @@ class Txn:
         self.req[o] = (value >> 8) & 0xFF
         self.req[o + 1] = value & 0xFF
 
+    def reg_out(self, i):
+        # Register i of a write request, as it will be sent.
+        o = self._data + 2 * i
+        return (self.req[o] << 8) | self.req[o + 1]
+
     def reg(self, i):
         # Register i of a read response, unsigned.
         o = 3 + 2 * i

@@ -17,6 +17,11 @@ def main(argv=None):
     log.add_arguments(p)
     p.set_defaults(run=log.run)
 
+    from . import logplot
+    p = sub.add_parser("plot", help="PNG of grid/battery/load/SoC/cap from a run's telemetry")
+    logplot.add_arguments(p)
+    p.set_defaults(run=logplot.run)
+
     from . import demo
     p = sub.add_parser("demo", help="plant + firmware on MicroPython (SIL), live view, summary and plot")
     demo.add_arguments(p)
@@ -42,6 +47,12 @@ def main(argv=None):
     p = sub.add_parser("sim", help="the dispatch engine vs baselines over a load profile, offline")
     sim_cli.add_arguments(p)
     p.set_defaults(run=sim_cli.run_cli)
+
+    from . import calibrate
+    p = sub.add_parser("calibrate", help="CT gain and offset per channel from readings at known "
+                                         "currents, for the site config")
+    calibrate.add_arguments(p)
+    p.set_defaults(run=calibrate.run)
 
     args = ap.parse_args(argv)
     return args.run(args) or 0

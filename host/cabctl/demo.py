@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--target", default="unix", help="unix, or port:DEV for a real board")
     p.add_argument("--bus", help="RS-485 adapter the plant serves on (with --target port:DEV)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[@START[+DURATION]]",
+                   help="inject a plant fault (repeatable), e.g. meter-timeout@5+3")
     p.add_argument("--profile", default="demo",
                    help="load profile: built-in scenario (cabctl profile list) or profile file")
 
@@ -24,7 +26,8 @@ def run(args):
     recharge_w = min(14_000_000, args.cap_w * 3 // 4)
     rig = Rig(run_dir, site={"cap_w": args.cap_w, "recharge_w": recharge_w,
                              "period_ms": args.period_ms},
-              target=args.target, bus_port=args.bus, quiet=args.json, profile=args.profile)
+              target=args.target, bus_port=args.bus, quiet=args.json, profile=args.profile,
+              faults=args.fault)
     if not args.json:
         print(f"demo: plant + firmware (MicroPython unix port) for {args.seconds:g} s, "
               f"cap {args.cap_w / 1e6:g} MW, load profile {args.profile}; run folder {run_dir}",

@@ -6,13 +6,14 @@ Used by `cabctl demo` and by hil_tests/. Targets:
   serving a real RS-485 adapter given as bus_port.
 """
 import json
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from . import truth
+from . import invariants, truth
 from .log import Logger
 from .paths import RUNS
 from .sil import start_firmware
@@ -34,8 +35,9 @@ class RigError(RuntimeError):
 
 class Rig:
     def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
-                 quiet=True, out=sys.stderr, profile=None):
+                 quiet=True, out=sys.stderr, profile=None, faults=()):
         self.dir = Path(run_dir)
+        self.faults = list(faults)      # plant fault specs, KIND[@START[+DURATION]]
         self.profile = profile          # load profile name or file (None: the plant's default)
         self.site = dict(site or {})
         self.plant_cfg = dict(plant or {})
@@ -54,6 +56,8 @@ class Rig:
             cmd += ["--port", self.bus_port]
         if self.profile:
             cmd += ["--profile", str(self.profile)]
+        for f in self.faults:
+            cmd += ["--fault", f]
         self.plant_err = open(self.dir / "plant.log", "w")
         self.plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.plant_err, text=True)
         line = self.plant.stdout.readline()
@@ -63,8 +67,11 @@ class Rig:
                            f"see {self.dir / 'plant.log'}")
         self.plant_info = json.loads(line)
 
-    def run(self, seconds):
-        """Run plant + firmware for `seconds`; return the summary dict."""
+    def run(self, seconds, kill_at=None):
+        """Run plant + firmware for `seconds`; return the summary dict.
+
+        kill_at: SIGKILL the firmware this many seconds in (the plant runs on),
+        to show what the PCS does when its controller dies."""
         (self.dir / "site.json").write_text(json.dumps(self.site, indent=1))
         self._start_plant(seconds + 5)
         fw_err = open(self.dir / "firmware.log", "w")
@@ -82,9 +89,16 @@ class Rig:
         t_start = time.monotonic()
         reader.start()
         crashed = None
+        self.killed_at = None
         while time.monotonic() - t_start < seconds:
-            time.sleep(0.1)
-            if self.fw is not None and self.fw.poll() is not None:
+            time.sleep(0.05)
+            now = time.monotonic()
+            if kill_at is not None and self.killed_at is None and now - t_start >= kill_at:
+                self.fw.kill()
+                self.fw.wait()
+                self.killed_at = now - self.plant_info["t0_monotonic"]   # plant time
+                continue
+            if self.fw is not None and self.killed_at is None and self.fw.poll() is not None:
                 crashed = self.fw.returncode
                 break
             if self.plant.poll() is not None:
@@ -104,7 +118,10 @@ class Rig:
         self.logger.close()
         fw_err.close()
         self.plant_err.close()
-        if crashed is not None:
+        if crashed == -signal.SIGUSR1:
+            self.errors.append(f"firmware watchdog reset (emulated WDT not fed); "
+                               f"see {self.dir / 'firmware.log'}")
+        elif crashed is not None:
             self.errors.append(f"firmware exited with {crashed}; see {self.dir / 'firmware.log'}")
         return self._summary(t_end)
 
@@ -116,6 +133,19 @@ class Rig:
                     self.logger.feed(data)
         else:
             self.logger.pump(stream, stop)
+
+    def _transitions(self, t0):
+        """State changes as the telemetry reported them, on the plant's clock."""
+        enums = self.logger.dec.schema["enums"]
+        name = lambda kind, i: enums[kind][i] if 0 <= i < len(enums[kind]) else str(i)
+        out, prev = [], None
+        for f in self.logger.frames:
+            st = f.get("state")
+            if prev is not None and st != prev:
+                out.append({"t_s": round(f["host_time_s"] - t0, 3), "from": name("state", prev),
+                            "to": name("state", st), "cause": name("cause", f.get("cause", 0))})
+            prev = st
+        return out
 
     def _summary(self, t_end):
         frames = self.logger.frames
@@ -131,8 +161,13 @@ class Rig:
             tr = None
         if tr is not None and frames:
             first = self.logger.first_frame_monotonic - t0
-            judged = truth.window(tr, first, t_end - t0)
+            end = self.killed_at if self.killed_at is not None else t_end - t0
+            judged = truth.window(tr, first, end)
             s.update(truth.metrics(judged, s["cap_w"]))
+            n, found = invariants.check(truth.window(tr, first, t_end - t0), self.site)
+            s["invariant_violations"] = n
+            s["first_violations"] = found
+        s["state_transitions"] = self._transitions(t0)
         last = frames[-1] if frames else {}
         s.update({"cycles": last.get("seq", 0), "late_cycles": last.get("late_cycles", 0),
                   "max_cycle_us": max((f["cycle_us"] for f in frames), default=0),

@@ -5,6 +5,7 @@ import sys
 import time
 
 from .. import profiles
+from . import faults
 from .model import Plant, PlantConfig
 from .server import PlantIO, announce, serve
 
@@ -20,6 +21,8 @@ def add_arguments(p):
                    help="load profile: built-in scenario (cabctl profile list) or profile file")
     p.add_argument("--seed", type=int, default=1, help="load profile seed (generated scenarios)")
     p.add_argument("--config", help="JSON of PlantConfig fields (capacity_wh, pcs_tau_ms, ...)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[@START[+DURATION]]",
+                   help="inject a fault (repeatable): " + ", ".join(faults.KINDS))
 
 
 def run(args):
@@ -38,8 +41,12 @@ def run(args):
                                 seconds=args.seconds + 60 if args.seconds else None)
     except profiles.ProfileError as e:
         sys.exit(f"cabctl plant: {e}")
+    try:
+        schedule = faults.Schedule(faults.parse(f) for f in args.fault)
+    except ValueError as e:
+        sys.exit(f"cabctl plant: {e}")
     plant = Plant(cfg, profile.at)
-    io = PlantIO(plant, args.meter_map, args.pcs_map)
+    io = PlantIO(plant, args.meter_map, args.pcs_map, faults=schedule)
     if args.port:
         import serial
         port = serial.Serial(args.port, args.baud)
@@ -53,5 +60,6 @@ def run(args):
                                            "t0_monotonic": time.monotonic(),
                                            "plant": cfg.to_dict(),
                                            "profile": profile.name,
-                                           "profile_s": profile.duration_s}))
+                                           "profile_s": profile.duration_s,
+                                           "faults": args.fault}))
     print(json.dumps(result), file=sys.stderr)

@@ -42,6 +42,8 @@ class Plant:
         self.heartbeat_t = 0.0
         self.revert_s = cfg.revert_s_default
         self.reverted = False
+        self.faulted = False          # PCS/BMS fault: trips to 0 W, alarm bit set
+        self.stuck = False            # PCS ignores setpoint changes
         self.load_w = load(0.0)
         self.grid_w = self.load_w
         # What the devices report: snapshots taken at their own update rates.
@@ -70,7 +72,9 @@ class Plant:
     def target_w(self):
         # Heartbeat reversion: a silent controller gets 0 W after revert_s.
         self.reverted = self.t - self.heartbeat_t > self.revert_s
-        if not self.enabled or self.reverted:
+        if self.stuck:
+            return self._ref_w                 # frozen where it was
+        if not self.enabled or self.reverted or self.faulted:
             return 0.0
         cha, dis = self.limits()
         return min(max(self.setpoint_w, -cha), dis)

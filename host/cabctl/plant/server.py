@@ -8,72 +8,121 @@ the ground truth (what really flowed) to CSV at every step.
 """
 import csv
 import json
+import random
 import sys
 import threading
 import time
 
+from umodbus.client.serial.redundancy_check import get_crc
 from umodbus.server.serial import get_server
 from umodbus.server.serial.rtu import RTUServer
 
 from .. import regmap
+from .faults import Schedule
 from .model import Plant
 
 METER_SF = {"W_SF": 3, "V_SF": -1, "Hz_SF": -2}     # a 25 MW site needs W_SF >= 3
 PCS_SF = {"W_SF": 0, "SoC_SF": -1}
 TRUTH_COLUMNS = ["t_s", "load_w", "grid_w", "battery_w", "setpoint_w", "soc_cpct",
-                 "meter_grid_w", "reverted"]
+                 "meter_grid_w", "reverted", "charge_max_w", "discharge_max_w", "meter_blind"]
 
 
 def _pick(sf, mapdef):
     return {k: v for k, v in sf.items() if k in mapdef["points"]}
 
 
+def _by_role(regs):
+    return {p["role"]: name for name, p in regs.points.items() if "role" in p}
+
+
 class LockedRTUServer(RTUServer):
+    """umodbus's RTU server with the plant's faults injected on the way out."""
     io = None           # the PlantIO, attached after get_server() builds us
 
     def process(self, request_adu):
         with self.io.lock:
             self.io.refresh()
             resp = super().process(request_adu)
-            self.io.apply()
+            self.io.apply(request_adu)
             self.io.requests += 1
             return resp
 
+    def serve_once(self):
+        request = self.serial_port.read(256)
+        if not request:
+            raise ValueError                       # nothing this poll (umodbus's convention)
+        io = self.io
+        t = io.plant.t
+        device = {io.meter_unit: "meter", io.pcs_unit: "pcs"}.get(request[0])
+        f = io.faults
+        if f.active("disconnect", t) or device is None or f.active("silent", t, device):
+            return                                 # nobody answers
+        response = self.process(request)
+        if f.active("crc", t, device):
+            response = response[:-1] + bytes([response[-1] ^ 0x5A])
+        elif f.active("wrong_unit", t, device):
+            body = bytes([request[0] ^ 0x07]) + response[1:-2]
+            response = body + get_crc(body)
+        elif f.active("exception", t, device):
+            body = bytes([request[0], request[1] | 0x80, 4])
+            response = body + get_crc(body)
+        elif f.active("late", t, device):
+            time.sleep(0.08)                       # well after the master's timeout
+        self.respond(response)
+
 
 class PlantIO:
-    """Glue between the model and the two register files."""
+    """Glue between the model and the two register files, by point role."""
 
     def __init__(self, plant: Plant, meter_map="meter_sunspec", pcs_map="pcs_sunspec",
-                 meter_unit=1, pcs_unit=2):
+                 meter_unit=1, pcs_unit=2, faults=None):
         self.plant = plant
         self.lock = threading.Lock()
         m, p = regmap.load(meter_map), regmap.load(pcs_map)
         self.meter = regmap.Registers(m, _pick(METER_SF, m))
         self.pcs = regmap.Registers(p, _pick(PCS_SF, p))
+        self.mrole, self.prole = _by_role(self.meter), _by_role(self.pcs)
         self.meter_unit, self.pcs_unit = meter_unit, pcs_unit
+        self.faults = faults or Schedule()
         self.requests = 0
-        self.pcs.set("WSetRvrtTms", plant.cfg.revert_s_default)
+        if "revert_s" in self.prole:
+            self.pcs.set(self.prole["revert_s"], plant.cfg.revert_s_default)
+        self._start = self._stop = 0
 
     def refresh(self):
-        pl = self.plant
-        self.meter.set("grid_w", pl.meter_grid_w)
-        if "voltage_dv" in self.meter.points:
-            self.meter.set("voltage_dv", 2400)
-        if "freq_mhz" in self.meter.points:
-            self.meter.set("freq_mhz", 60000)
+        pl, f, t = self.plant, self.faults, self.plant.t
+        mr, pr = self.mrole, self.prole
+        if not f.active("frozen", t, "meter"):
+            self.meter.set(mr["grid_w"], pl.meter_grid_w)
+        if "voltage_dv" in mr:
+            self.meter.set(mr["voltage_dv"], 2400)
+        if "freq_mhz" in mr:
+            self.meter.set(mr["freq_mhz"], 60000)
         cha, dis = pl.limits()
-        self.pcs.set("W", pl.pcs_battery_w)
-        self.pcs.set("SoC", pl.soc_cpct)
-        self.pcs.set("WChaMax", cha)
-        self.pcs.set("WDisChaMax", dis)
-        self.pcs.set("Evt1", 0)
+        self.pcs.set(pr["battery_w"], pl.pcs_battery_w)
+        self.pcs.set(pr["soc_cpct"], pl.soc_cpct)
+        self.pcs.set(pr["charge_max_w"], cha)
+        self.pcs.set(pr["discharge_max_w"], dis)
+        self.pcs.set(pr["alarms"], 1 if pl.faulted else 0)
 
-    def apply(self):
-        pl = self.plant
-        pl.enabled = self.pcs.get("WSetEna") == 1
-        pl.setpoint_w = self.pcs.get("WSet")
-        pl.revert_s = self.pcs.get("WSetRvrtTms") or pl.cfg.revert_s_default
-        pl.write_heartbeat(self.pcs.get("CtrlHb"))
+    def apply(self, request):
+        """After a request to the PCS: take its setpoint, enable and heartbeat."""
+        if request[0] != self.pcs_unit or request[1] not in (6, 16):
+            return
+        pl, pr, regs = self.plant, self.prole, self.pcs
+        pl.setpoint_w = regs.get(pr["setpoint_w"])
+        if "enable" in pr:
+            pl.enabled = regs.get(pr["enable"]) == 1
+        elif "start" in pr:
+            # Command registers: the last one written with 1 wins.
+            start, stop = regs.get(pr["start"]), regs.get(pr["stop"])
+            pl.enabled = bool(start) and not stop
+        if "revert_s" in pr:
+            pl.revert_s = regs.get(pr["revert_s"]) or pl.cfg.revert_s_default
+        if "heartbeat" in pr:
+            pl.write_heartbeat(regs.get(pr["heartbeat"]))
+        else:
+            pl.write_heartbeat(pl.t)             # a watchdog register: any write refreshes
 
     def build_server(self, port):
         server = get_server(LockedRTUServer, port)
@@ -94,9 +143,10 @@ class PlantIO:
         return server
 
 
-def run_physics(io: PlantIO, seconds, truth_path, stop: threading.Event):
+def run_physics(io: PlantIO, seconds, truth_path, stop: threading.Event, port=None):
     pl = io.plant
     dt = pl.cfg.step_ms / 1000
+    rng = random.Random(7)
     with open(truth_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(TRUTH_COLUMNS)
@@ -108,10 +158,17 @@ def run_physics(io: PlantIO, seconds, truth_path, stop: threading.Event):
             if delay > 0:
                 time.sleep(delay)
             with io.lock:
+                faults, t = io.faults, pl.t
+                pl.faulted = faults.active("fault_bit", t, "pcs")
+                pl.stuck = faults.active("stuck", t, "pcs")
                 pl.step(dt)
+                cha, dis = pl.limits()
                 w.writerow([f"{pl.t:.3f}", round(pl.load_w), round(pl.grid_w),
                             round(pl.battery_w), round(pl.setpoint_w if pl.enabled else 0),
-                            pl.soc_cpct, round(pl.meter_grid_w), int(pl.reverted)])
+                            pl.soc_cpct, round(pl.meter_grid_w), int(pl.reverted),
+                            round(cha), round(dis), int(faults.meter_blind(t))])
+            if port is not None and k % 20 == 0 and io.faults.active("garbage", pl.t):
+                port.write(bytes(rng.randrange(256) for _ in range(7)))   # line noise
     stop.set()
 
 
@@ -119,7 +176,8 @@ def serve(io: PlantIO, port, seconds, truth_path, ready=None):
     """Run physics and Modbus until `seconds` of plant time (0 = forever)."""
     server = io.build_server(port)
     stop = threading.Event()
-    phys = threading.Thread(target=run_physics, args=(io, seconds, truth_path, stop), daemon=True)
+    phys = threading.Thread(target=run_physics, args=(io, seconds, truth_path, stop, port),
+                            daemon=True)
     modbus = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.001},
                               daemon=True)
     phys.start()

@@ -1,0 +1,430 @@
+# Current-transformer sensing: per mains cycle, RMS current (mA) and real
+# power (W) per CT from one block of interleaved u16 ADC samples, plus the
+# CT-vs-meter disagreement alarm. Integer only, no allocation per block; the
+# same source runs on CPython and MicroPython. The inner loops exist twice:
+# plain Python (CPython; the reference) and @micropython.viper (MicroPython),
+# giving identical results (tests/firmware/test_ct.py compares them).
+#
+# Block: array('H') of n * channels samples (n per mains cycle), sample j of
+# channel c at index j * channels + c, as a round-robin ADC delivers them.
+# A count s becomes a 15-bit sample x = (s - bias) / 2, |x| <= 32767.
+#
+# 31-bit safety (tests/test_ct_range.py checks every operation here): bias is
+# held in 1/256 count within [256, 65534 * 256], so (s << 8) - bias is within
+# +-2**24 and |x| <= 32767; any x * y is < 2**30 and sums of them are kept
+# exactly in two halves, hi = sum(p >> 15), lo = sum(p & 32767), each within
+# +-2**23 for n <= 256. Scale factors are 15-bit mantissas with a binary
+# exponent and only multiply values first normalised below 2**15. The viper
+# loops do the same arithmetic in machine words (32 bits on MCUs, 64 on x64);
+# as nothing in them reaches 2**30, neither wraps. Viper's ptr16/ptr32 loads
+# are unsigned (ptr32 zero-extends on x64), so samples live in array('h') and
+# are sign-extended by hand: (u ^ 0x8000) - 0x8000.
+from array import array
+
+try:
+    import micropython
+except ImportError:         # CPython
+    micropython = None
+
+SAT = (1 << 29) - 1         # _scale saturates here: mA + offset_ma stays < 2**30
+LIMIT_W = (1 << 28) - 1     # per CT: a total of 4 stays < 2**30
+_Q = 3                      # Disagreement works in 8 W units (as dispatch does)
+_DMAX = (1 << 27) - 1       # and clamps a difference there (diff_w < 2**30)
+
+
+# --- Inner loops, plain Python. p: array('i') of parameters -------------------
+
+def _prep_py(blk, w, p):
+    """w[0:h] = previous block's last h samples; w[h:h+n] = channel p[0]
+    (stride p[1]) minus bias p[4]; n, h = p[2], p[3]. Returns sum(s) < 2**24."""
+    n = p[2]
+    h = p[3]
+    for j in range(h):
+        w[j] = w[n + j]
+    k = p[0]
+    step = p[1]
+    bias = p[4]
+    s = 0
+    for j in range(h, h + n):
+        v = blk[k]
+        s += v
+        w[j] = ((v << 8) - bias) >> 9
+        k += step
+    return s
+
+
+def _sumsq_py(w, p, out):
+    """out[0] * 2**15 + out[1] = sum of x * x over w[p[0]:p[0] + p[1]]."""
+    hi = lo = 0
+    for j in range(p[0], p[0] + p[1]):
+        q = w[j] * w[j]
+        hi += q >> 15
+        lo += q & 32767
+    out[0] = hi
+    out[1] = lo
+
+
+def _sumvi_py(wa, wb, p, out):
+    """The same for sum of a[k] * b'[k], k < p[2], a = wa[p[0]:], b' = wb[p[1]:]
+    delayed by a further p[3] / 256 sample (linear interpolation, rounded)."""
+    a = p[0]
+    b = p[1]
+    f = p[3]
+    g = 256 - f
+    hi = lo = 0
+    for k in range(p[2]):
+        q = wa[a + k] * ((g * wb[b + k] + f * wb[b + k - 1] + 128) >> 8)
+        hi += q >> 15
+        lo += q & 32767
+    out[0] = hi
+    out[1] = lo
+
+
+# --- The same loops in viper (MicroPython only) -------------------------------
+
+_prep_v = _sumsq_v = _sumvi_v = None
+if micropython is not None:
+    @micropython.viper
+    def _prep_v(blk, w, p) -> int:
+        b = ptr16(blk)
+        o = ptr16(w)
+        q = ptr32(p)
+        n = q[2]
+        h = q[3]
+        for j in range(h):
+            o[j] = o[n + j]
+        k = q[0]
+        step = q[1]
+        bias = q[4]
+        s = 0
+        for j in range(h, h + n):
+            v = int(b[k])
+            s += v
+            o[j] = ((v << 8) - bias) >> 9       # low 16 bits: two's complement int16
+            k += step
+        return s
+
+    @micropython.viper
+    def _sumsq_v(w, p, out):
+        x = ptr16(w)
+        q = ptr32(p)
+        o = ptr32(out)
+        hi = 0
+        lo = 0
+        for j in range(q[0], q[0] + q[1]):
+            v = (int(x[j]) ^ 0x8000) - 0x8000
+            s = v * v
+            hi += s >> 15
+            lo += s & 32767
+        o[0] = hi
+        o[1] = lo
+
+    @micropython.viper
+    def _sumvi_v(wa, wb, p, out):
+        xa = ptr16(wa)
+        xb = ptr16(wb)
+        q = ptr32(p)
+        o = ptr32(out)
+        a = q[0]
+        b = q[1]
+        f = q[3]
+        g = 256 - f
+        hi = 0
+        lo = 0
+        for k in range(q[2]):
+            u = (int(xa[a + k]) ^ 0x8000) - 0x8000
+            v0 = (int(xb[b + k]) ^ 0x8000) - 0x8000
+            v1 = (int(xb[b + k - 1]) ^ 0x8000) - 0x8000
+            s = u * ((g * v0 + f * v1 + 128) >> 8)
+            hi += s >> 15
+            lo += s & 32767
+        o[0] = hi
+        o[1] = lo
+
+
+# --- Fixed point: per block and at init, never per sample ---------------------
+
+def _norm(m, e):
+    """(m, e) stands for m / 2**e; bring m (0 < m < 2**30) into [2**14, 2**15)."""
+    while m >= 32768:
+        m = (m + 1) >> 1
+        e -= 1
+    while m < 16384:
+        m <<= 1
+        e += 1
+    return m, e
+
+
+def _fmul(a, b):
+    return _norm(a[0] * b[0], a[1] + b[1])
+
+
+def _fdiv(a, b):
+    return _norm((a[0] << 15) // b[0], a[1] - b[1] + 15)
+
+
+def _scale(a, m, e):
+    """a * m / 2**e, rounded, for |a| < 2**30, m < 2**15; saturates at +-SAT."""
+    neg = a < 0
+    if neg:
+        a = -a
+    while a >= 1 << 19:         # keep a * m below 2**30 (in steps: a per-block cost)
+        a >>= 4
+        e -= 4
+    while a >= 32768:
+        a >>= 1
+        e -= 1
+    a *= m
+    if e > 30:
+        a = 0
+    elif e > 0:
+        a = ((a >> (e - 1)) + 1) >> 1
+    while e < 0 and a <= SAT:
+        a = a << 1 if a <= SAT >> 1 else SAT + 1
+        e += 1
+    if a > SAT:
+        a = SAT
+    return -a if neg else a
+
+
+def _mean(hi, lo, n):
+    """floor((hi * 2**15 + lo) / n), never forming the sum (up to 2**38)."""
+    return ((hi // n) << 15) + (((hi % n) << 15) + lo) // n
+
+
+def _rms_q4(a):
+    """sqrt(a) in 1/16 units (floor), 0 <= a < 2**30; the result is < 2**19."""
+    if a <= 0:
+        return 0
+    k = 0                       # a << 2k lands in [2**28, 2**30): sqrt is 15 bits
+    while a < 1 << 22:
+        a <<= 6
+        k += 3
+    while a < 1 << 28:
+        a <<= 2
+        k += 1
+    # Newton from the tangent of sqrt at 2**29 (never below the root): 3-4 steps.
+    x = a // 46341 + 11586
+    while True:
+        y = (x + a // x) >> 1
+        if y >= x:
+            break
+        x = y
+    return x << (4 - k) if k <= 4 else x >> (k - 4)
+
+
+# --- Configuration: the site's "ct" object (boot time, may allocate) ----------
+
+SPEC = {    # key: (default, min, max)
+    'hz': (60, 50, 60), 'n': (64, 8, 256), 'channels': (3, 1, 8),
+    'bias_shift': (4, 0, 10),               # bias IIR time constant: 2**k cycles
+    'mv_fs': (400000, 1000, 1 << 29), 'v_gain_ppm': (1000000, 500000, 2000000),
+    'v_nom_mv': (277000, 0, 1 << 29),       # CT without voltage: apparent power at this
+}
+PER_CT = {  # one entry per CT (1..4), or one number for all
+    'i_ch': ([0, 1, 2], 0, 7), 'v_ch': (-1, -1, 7), 'ma_fs': (150000, 100, 1 << 29),
+    'gain_ppm': (1000000, 500000, 2000000), 'offset_ma': (0, -(1 << 25), 1 << 25),
+    'phase_cdeg': (0, -35999, 35999),
+}
+
+
+def _check(where, at, x, lo, hi):
+    if type(x) is not int or not lo <= x <= hi:
+        raise ValueError('%s: %s = %r is outside %d..%d' % (where, at, x, lo, hi))
+
+
+def validate(over, where='ct'):
+    """Defaults merged with the site's "ct" object; a ValueError names key, CT and value."""
+    for key in over:
+        if key not in SPEC and key not in PER_CT:
+            raise ValueError('%s: unknown key %r' % (where, key))
+    c = {}
+    for key, (dflt, lo, hi) in SPEC.items():
+        c[key] = over.get(key, dflt)
+        _check(where, key, c[key], lo, hi)
+    ich = over.get('i_ch', PER_CT['i_ch'][0])
+    nct = len(ich) if type(ich) is list else 0
+    for key, (dflt, lo, hi) in PER_CT.items():
+        given = over.get(key, dflt)
+        v = c[key] = [given] * nct if type(given) is int else given
+        if type(v) is not list or len(v) != nct or not 1 <= nct <= 4:
+            raise ValueError('%s: %r = %r needs one integer per CT (1..4 CTs), or one for all'
+                             % (where, key, given))
+        for i, x in enumerate(v):
+            _check(where, '%s[%d]' % (key, i), x, lo, hi)
+    ich = c['i_ch']
+    for k in range(nct):
+        vc = c['v_ch'][k]
+        if max(ich[k], vc) >= c['channels'] or vc in ich or ich.count(ich[k]) > 1:
+            raise ValueError('%s: CT %d: channel %d, voltage %d: shared or not below channels %d'
+                             % (where, k, ich[k], vc, c['channels']))
+        lim = c['ma_fs'][k] // 16
+        _check(where, 'offset_ma[%d] (ma_fs / 16)' % k, c['offset_ma'][k], -lim, lim)
+    if c['hz'] not in (50, 60):
+        raise ValueError('%s: hz must be 50 or 60' % where)
+    return c
+
+
+class Ct:
+    """After process(): rms_ma[k] and p_w[k] per CT k, total_w, v_mv."""
+
+    def __init__(self, cfg, viper=True):
+        """cfg: a dict from validate(); viper=False forces the plain loops."""
+        self._cfg = cfg
+        n = self.n = cfg['n']
+        nch = self.nch = cfg['channels']
+        self.rate_hz = cfg['hz'] * n        # the HAL samples every channel at this rate
+        self.shift = cfg['bias_shift']
+        ich = self._ich = cfg['i_ch']
+        vch = self._vch = cfg['v_ch']
+        nct = self.nct = len(ich)
+        v = self.viper = viper and _prep_v is not None
+        self._prep = _prep_v if v else _prep_py
+        self._sumsq = _sumsq_v if v else _sumsq_py
+        self._sumvi = _sumvi_v if v else _sumvi_py
+        self._prm = array('i', [0] * 5)
+        self._out = array('i', [0, 0])
+        self.bias_q8 = array('i', [32768 << 8] * nch)    # per channel, 1/256 count
+        self.rms_ma = array('i', [0] * nct)
+        self.p_w = array('i', [0] * nct)
+        self.total_w = self.v_mv = 0
+        self.cycles = 0                     # blocks processed (saturates at SAT)
+        self._vk = -1                       # v_mv: the voltage of the first CT with one
+        self._ph = array('i', [0] * nct)    # voltage delay, 1/256 sample (< 0: current)
+        hist = self._hist = [0] * nch       # samples of history each channel keeps
+        for k in range(nct):
+            if vch[k] >= 0:
+                self._vk = k if self._vk < 0 else self._vk
+                t = abs(cfg['phase_cdeg'][k]) * n          # < 2**24
+                d = (t // 36000) * 256 + ((t % 36000) * 256 + 18000) // 36000
+                self._ph[k] = d if cfg['phase_cdeg'][k] >= 0 else -d
+                late = vch[k] if self._ph[k] >= 0 else ich[k]
+                hist[late] = max(hist[late], (d >> 8) + 1)
+        self._w = [array('h', [0] * (hist[c] + n)) if c in ich or c in vch else None
+                   for c in range(nch)]
+        kv = _fdiv(_fmul(_norm(cfg['mv_fs'], 0), _norm(cfg['v_gain_ppm'], 0)), _norm(1000000, 0))
+        self._kv = (kv[0], kv[1] + 14)      # mV per count: 16384 counts = mv_fs
+        self._k = array('i', [0] * (6 * nct))
+        self._offset = array('i', [0] * nct)
+        for k in range(nct):
+            self.set_cal(k, cfg['ma_fs'][k], cfg['gain_ppm'][k], cfg['offset_ma'][k])
+
+    def set_cal(self, k, ma_fs, gain_ppm, offset_ma):
+        """(Re)calibrate CT k with validated values (allocates: not per block)."""
+        mega = _norm(1000000, 0)
+        ki = _fdiv(_fmul(_norm(ma_fs, 0), _norm(gain_ppm, 0)), mega)
+        ki = (ki[0], ki[1] + 14)                        # mA per count
+        kp = _fdiv(_fmul(ki, self._kv), mega)           # W per count squared
+        vn = self._cfg['v_nom_mv']
+        ks = _fdiv(_fmul(ki, _norm(vn, 0)), mega) if vn else (0, 0)
+        # Per CT: mA, W (v * i), W (apparent) as mantissa, exponent; RMS
+        # comes in 1/16 count, hence + 4 on the two that scale it.
+        for j, x in enumerate((ki[0], ki[1] + 4, kp[0], kp[1], ks[0], ks[1] + 4)):
+            self._k[6 * k + j] = x
+        self._offset[k] = offset_ma
+
+    def process(self, blk):
+        """One mains cycle: blk is array('H') of n * channels samples. Returns total_w."""
+        n = self.n
+        p = self._prm
+        o = self._out
+        K = self._k
+        W = self._w
+        hist = self._hist
+        bias = self.bias_q8
+        first = not self.cycles
+        for c in range(self.nch):
+            w = W[c]
+            if w is None:
+                continue
+            p[0] = c
+            p[1] = self.nch
+            p[2] = n
+            p[3] = hist[c]
+            p[4] = b = bias[c]
+            s = self._prep(blk, w, p)
+            mean = ((s // n) << 8) + (((s % n) << 8) // n)     # 1/256 count, < 2**24
+            # A slow IIR on the block mean follows bias drift, not the signal.
+            b = mean if first else b + ((mean - b) >> self.shift)
+            b = 256 if b < 256 else (65534 << 8 if b > 65534 << 8 else b)
+            bias[c] = b
+            if first:                       # first block: redo it on its own mean
+                p[4] = b
+                self._prep(blk, w, p)
+        total = 0
+        for k in range(self.nct):
+            c = self._ich[k]
+            p[0] = hist[c]
+            p[1] = n
+            self._sumsq(W[c], p, o)
+            r = _rms_q4(_mean(o[0], o[1], n))
+            j = 6 * k
+            ma = _scale(r, K[j], K[j + 1]) + self._offset[k]
+            self.rms_ma[k] = ma if ma > 0 else 0
+            vc = self._vch[k]
+            if vc < 0:                      # no voltage: apparent power at v_nom_mv
+                pw = _scale(r, K[j + 4], K[j + 5])
+            else:
+                a = c                       # b is the delayed one: the voltage,
+                b = vc                      # or for a negative phase the current
+                d = self._ph[k]
+                if d < 0:
+                    a = vc
+                    b = c
+                    d = -d
+                p[0] = hist[a]
+                p[1] = hist[b] - (d >> 8)
+                p[2] = n
+                p[3] = d & 255
+                self._sumvi(W[a], W[b], p, o)
+                pw = _scale(_mean(o[0], o[1], n), K[j + 2], K[j + 3])
+                if k == self._vk:
+                    p[0] = hist[vc]
+                    p[1] = n
+                    self._sumsq(W[vc], p, o)
+                    r = _rms_q4(_mean(o[0], o[1], n))
+                    self.v_mv = _scale(r, self._kv[0], self._kv[1] + 4)
+            pw = LIMIT_W if pw > LIMIT_W else (-LIMIT_W if pw < -LIMIT_W else pw)
+            self.p_w[k] = pw
+            total += pw
+        self.total_w = total
+        if self.cycles < SAT:               # a counter, not a clock: saturates in range
+            self.cycles += 1
+        return total
+
+
+class Disagreement:
+    """CT power (fast) vs meter power (slow reference), W, |x| <= 1 GW.
+
+    The difference ct - meter is low-pass filtered (IIR over 2**shift
+    updates, so a load step the meter has not caught up with passes); alarm
+    rises when |diff| > on_w for hold_ms (a reversed, miswired or
+    miscalibrated CT) and falls when |diff| < off_w for hold_ms."""
+
+    def __init__(self, on_w, off_w, hold_ms, shift=2):
+        self.on = on_w >> _Q
+        self.off = off_w >> _Q
+        self.hold_ms = hold_ms
+        self.shift = shift
+        self.diff_w = 0                 # filtered ct - meter, W
+        self.alarm = False
+        self._d = 0
+        self._ms = 0                    # how long the opposite state has held
+
+    def update(self, ct_w, meter_w, dt_ms):
+        """dt_ms >= 0 since the last update. Returns the alarm flag."""
+        d = (ct_w >> _Q) - (meter_w >> _Q)      # |d| < 2**28
+        d = _DMAX if d > _DMAX else (-_DMAX if d < -_DMAX else d)
+        f = self._d
+        f += (d - f) >> self.shift              # |d - f| < 2**28
+        self._d = f
+        self.diff_w = f << _Q
+        a = -f if f < 0 else f
+        if (a < self.off) if self.alarm else (a > self.on):
+            self._ms += dt_ms if dt_ms < self.hold_ms else self.hold_ms
+            if self._ms >= self.hold_ms:
+                self.alarm = not self.alarm
+                self._ms = 0
+        else:
+            self._ms = 0
+        return self.alarm
