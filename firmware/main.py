@@ -1,21 +1,30 @@
-# Boot: board HAL, site config, then the control loop forever.
+# Boot: board HAL, stored site config, command channel, then the loop forever.
 import sys
 import hal
-from cabinet import config
+from cabinet import config, events, store
+from cabinet.auth import Auth
+from cabinet.commands import Commands
 from cabinet.controller import Controller
 
 board = hal.Board()
-try:
-    cfg = config.load(board.site_path)
-except ValueError as e:
-    # Keep telemetry and the PCS heartbeat alive, but never dispatch on a
-    # config we could not read: the battery is held at 0 W until it is fixed.
-    board.log('config rejected, dispatch disarmed: %s' % e)
+cfg, source, problem = store.load(board.site_path, config.validate)
+if cfg is None:
+    # No config we can trust: keep telemetry, commands and the PCS heartbeat
+    # alive, but never dispatch on guesses - the battery is held at 0 W
+    # until a valid config arrives.
     cfg = config.validate({'armed': False})
-board.log('cabinet: board %s, cap %d W, period %d ms'
-          % (board.cfg['name'], cfg['cap_w'], cfg['period_ms']))
+if problem:
+    board.log('config: %s; using %s' % (problem, source))
+board.log('cabinet: board %s, cap %d W, period %d ms, config from %s'
+          % (board.cfg['name'], cfg['cap_w'], cfg['period_ms'], source))
+ctl = Controller(board, cfg)
+ctl.config_source = source
+# The replay counter lives beside the site config (the flash root on a board).
+here = board.site_path.rsplit('/', 1)[0] + '/' if '/' in board.site_path else ''
+ctl.commands = Commands(board, ctl, Auth(board.key_path, here + 'counter.txt'), board.site_path)
+ctl.send_event(events.BOOT, {41: source, 44: problem})
 try:
-    Controller(board, cfg).run()
+    ctl.run()
 except KeyboardInterrupt:
     board.interrupted()               # Ctrl-C from the console (mpremote): to the REPL
     raise

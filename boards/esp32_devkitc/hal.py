@@ -2,7 +2,7 @@
 # builds the esp32 UART, pins, ADCs and watchdog from board.json; the shared
 # bus and board logic is in cabinet/mcu.py. The boards' hal.py files are the
 # only firmware code that may import `machine`.
-from machine import ADC, Pin, UART, WDT
+from machine import ADC, Pin, UART, WDT, reset
 from cabinet.mcu import McuBoard, Rs485Bus, load_json
 
 _DIR = __file__.rsplit('/', 1)[0] if '/' in __file__ else '.'
@@ -35,5 +35,5 @@ class Board(McuBoard):
         cts = [ADC(Pin(p), atten=ADC.ATTN_11DB) for p in cfg['adc']['ct_channels']]
         lp = cfg['led_pin']
         led = Pin(lp, Pin.OUT, value=0) if lp is not None else None
-        McuBoard.__init__(self, cfg, bus, cts, led)
+        McuBoard.__init__(self, cfg, bus, cts, led, reset)
         self.start_watchdog(WDT(timeout=cfg['watchdog_ms']))

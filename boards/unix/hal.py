@@ -79,7 +79,33 @@ class Board:
         self._out = sys.stdout.buffer.write
         self._flush = sys.stdout.buffer.flush
         self.site_path = os.getenv('CABINET_SITE') or 'site.json'
+        self.key_path = os.getenv('CABINET_KEY') or 'key.bin'
         self._start_watchdog(self.cfg['watchdog_ms'])
+        self._in_poll = select.poll()
+        self._in_poll.register(sys.stdin, select.POLLIN)
+        self._stdin_readinto = sys.stdin.buffer.readinto
+        self._one = bytearray(1)
+        self._in_ready()                  # first ipoll allocates its result tuple
+
+    def console_readinto(self, buf):
+        """Bytes waiting on the console (stdin), without blocking: 0 if none."""
+        n = 0
+        one = self._one
+        while n < len(buf) and self._in_ready():
+            if not self._stdin_readinto(one):
+                break                     # end of input
+            buf[n] = one[0]
+            n += 1
+        return n
+
+    def _in_ready(self):
+        for _ in self._in_poll.ipoll(0):
+            return True
+        return False
+
+    def reset(self):
+        # Like machine.reset(): the supervisor (vboard, or whoever runs us) restarts.
+        sys.exit(0)
 
     def send_telemetry(self, frame):
         self._out(frame)

@@ -13,7 +13,7 @@
 # and its cause sent in telemetry.
 import time
 import micropython
-from cabinet import devmap, dispatch, health, modbus, telemetry
+from cabinet import devmap, dispatch, events, health, modbus, telemetry
 from cabinet.devmap import INVALID
 
 INIT = 0
@@ -69,11 +69,24 @@ class Controller:
             p.set(rv, cfg['pcs_revert_s'])
         self.meter_link = _link(cfg, 'meter')
         self.pcs_link = _link(cfg, 'pcs')
-        self.frame = telemetry.Frame(telemetry.load_schema(root + 'telemetry.json'))
+        schema = telemetry.load_schema(root + 'telemetry.json')
+        self.version = schema['version']
+        self.frame = telemetry.Frame(schema)
         f = self.frame
         self.t = [f.index(n) for n in TELEMETRY]
-        f.put(f.index('cap_w'), cfg['cap_w'])
+        self.t_cap = f.index('cap_w')
+        f.put(self.t_cap, cfg['cap_w'])
+        # Transitions happen inside the loop: their event frame is fixed and
+        # patched in place like the cycle frame.
+        self.tframe = telemetry.Frame(events.transition_schema(self.version))
+        self.tt = [self.tframe.index(n) for n in
+                   ('seq', 'uptime_ms', 'event', 'from_state', 'to_state', 'cause')]
+        self.tframe.put(self.tt[2], events.TRANSITION)
         self.armed = cfg['armed']
+        self.config_source = 'file'
+        self.commands = None                  # set by main: the console command channel
+        self.locked = False                   # the heap is locked (test mode)
+        self.reboot_requested = False
         # Wall-clock minute for time-of-use, kept by ticks between clock sets.
         t = time.localtime()
         self.ms_of_day = ((t[3] * 60 + t[4]) * 60 + t[5]) * 1000
@@ -95,6 +108,55 @@ class Controller:
         self.uptime_ms = 0
         self.cycle_us = 0
         self.late_cycles = 0
+
+    def _transition_event(self, old, new, cause):
+        f = self.tframe
+        t = self.tt
+        self.seq = (self.seq + 1) & 0x3FFFFFFF
+        f.put(t[0], self.seq)
+        f.put(t[1], self.uptime_ms)
+        f.put(t[3], old)
+        f.put(t[4], new)
+        f.put(t[5], cause)
+        self.board.send_telemetry(f.seal())
+
+    def send_event(self, code, fields):
+        """A variable event frame (boot, config change, command result): allocates."""
+        if self.locked:
+            micropython.heap_unlock()
+        try:
+            self.seq = (self.seq + 1) & 0x3FFFFFFF
+            d = {0: self.version, 1: self.seq, 2: self.uptime_ms, events.K_EVENT: code}
+            d.update(fields)
+            self.board.send_telemetry(events.frame(d))
+        finally:
+            if self.locked:
+                micropython.heap_lock()
+
+    def apply_config(self, cfg):
+        """A validated config from a command: the engine and limits follow at once."""
+        self.cfg = cfg
+        self.engine = dispatch.from_config(cfg)
+        self.armed = cfg['armed']
+        self.frame.put(self.t_cap, cfg['cap_w'])
+        for link, prefix in ((self.meter_link, 'meter'), (self.pcs_link, 'pcs')):
+            link.fail_limit = cfg[prefix + '_fail_cycles']
+            link.max_age_ms = cfg['max_age_ms']
+            link.retry_base_ms = cfg['retry_base_ms']
+            link.retry_max_ms = cfg['retry_max_ms']
+
+    def _commands(self):
+        c = self.commands
+        if c is not None and c.poll():
+            if self.locked:
+                micropython.heap_unlock()
+            try:
+                c.handle()
+            finally:
+                if self.locked:
+                    micropython.heap_lock()
+            if self.reboot_requested:
+                self.board.reset()
 
     def set_dr_limit(self, limit_w, for_ms):
         """A demand-response import limit that expires after for_ms."""
@@ -201,12 +263,13 @@ class Controller:
             new = SAFE
         else:
             new = DEGRADED if cause == READ_ERROR else RUN
+        if cause != READ_ERROR or self.cause == OK:
+            self.cause = cause
         if new != self.state:
+            self._transition_event(self.state, new, self.cause)
             self.state = new
             self.transitions += 1
             self.safe_ms = 0
-        if cause != READ_ERROR or self.cause == OK:
-            self.cause = cause
 
     def cycle(self, dt_ms=0):
         """One control cycle, dt_ms after the previous one."""
@@ -245,6 +308,7 @@ class Controller:
         if self.pcs_link.fails < self.pcs_link.fail_limit and p.write():
             self.pcs_link.errors += 1
         self._emit(setpoint, reason)
+        self._commands()
 
     def _emit(self, setpoint, reason):
         f = self.frame
@@ -280,6 +344,7 @@ class Controller:
         next_ms = time.ticks_add(last_ms, period)
         if lock:
             micropython.heap_lock()
+            self.locked = True
         try:
             while not max_cycles or n < max_cycles:
                 t0 = time.ticks_us()
@@ -302,4 +367,5 @@ class Controller:
                     next_ms = time.ticks_add(time.ticks_ms(), period)
         finally:
             if lock:
+                self.locked = False
                 micropython.heap_unlock()

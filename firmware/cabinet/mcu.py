@@ -8,6 +8,7 @@
 # feed_watchdog, led, read_ct) allocate nothing: methods are bound once here,
 # bytes are copied by index from a preallocated scratch buffer (slices allocate).
 import json
+import select
 import sys
 import time
 
@@ -96,7 +97,7 @@ class Rs485Bus:
 class McuBoard:
     """The Board interface of boards/*/hal.py on a microcontroller."""
 
-    def __init__(self, cfg, bus, ct_adcs, led_pin):
+    def __init__(self, cfg, bus, ct_adcs, led_pin, reset):
         self.cfg = cfg
         self.baud = cfg['bus']['baud']
         self.site_path = 'site.json'
@@ -112,12 +113,40 @@ class McuBoard:
         out = getattr(sys.stdout, 'buffer', None)
         self._out = out.write if out else sys.stdout.write
         self._feed = None
+        self.key_path = 'key.bin'
+        self._reset = reset
+        inp = getattr(sys.stdin, 'buffer', sys.stdin)
+        self._in_poll = select.poll()
+        self._in_poll.register(sys.stdin, select.POLLIN)
+        self._stdin_readinto = inp.readinto
+        self._one = bytearray(1)
+        self._in_ready()                  # first ipoll allocates its result tuple
 
     def start_watchdog(self, wdt):
         # Call last, so a bad board.json fails with the REPL still reachable:
         # once started the watchdog cannot be stopped, only fed (machine.WDT).
         self._wdt = wdt
         self._feed = wdt.feed
+
+    def console_readinto(self, buf):
+        """Bytes waiting on the USB console, without blocking: 0 if none.
+        One byte per readinto: a larger read would wait for the whole buffer."""
+        n = 0
+        one = self._one
+        while n < len(buf) and self._in_ready():
+            if not self._stdin_readinto(one):
+                break
+            buf[n] = one[0]
+            n += 1
+        return n
+
+    def _in_ready(self):
+        for _ in self._in_poll.ipoll(0):
+            return True
+        return False
+
+    def reset(self):
+        self._reset()                  # machine.reset, handed in by the board's hal.py
 
     def interrupted(self):
         pass                          # the hardware watchdog cannot be stopped

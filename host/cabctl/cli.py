@@ -32,6 +32,11 @@ def main(argv=None):
     flash.add_arguments(p)
     p.set_defaults(run=flash.run)
 
+    from . import cmd
+    p = sub.add_parser("cmd", help="status, config and authenticated commands over the console")
+    cmd.add_arguments(p)
+    p.set_defaults(run=cmd.run)
+
     from . import vboard
     p = sub.add_parser("vboard", help="a virtual board: MicroPython unix port behind a pty, "
                                       "flashable like a real one")

@@ -52,6 +52,7 @@ class Logger:
         self.out = out
         self.keep_frames = keep_frames
         self.frames = []
+        self.events = []              # event frames (transitions, boot, command results)
         self.latest = None
         self.store = store if store is not None else (
             SingleCsv(csv_path, self.dec.schema) if csv_path else None)
@@ -64,6 +65,15 @@ class Logger:
         recs = self.dec.feed(data)
         if not recs:
             return recs
+        if any("event" in r for r in recs):
+            now = self.clock()
+            for r in recs:
+                if "event" in r:
+                    r["host_time_s"] = now
+                    self.events.append(r)
+            recs = [r for r in recs if "event" not in r]
+            if not recs:
+                return recs
         now = self.clock()
         if self.first_frame_monotonic is None:
             self.first_frame_monotonic = now

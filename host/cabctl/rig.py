@@ -35,8 +35,9 @@ class RigError(RuntimeError):
 
 class Rig:
     def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
-                 quiet=True, out=sys.stderr, profile=None, faults=()):
+                 quiet=True, out=sys.stderr, profile=None, faults=(), key=None):
         self.dir = Path(run_dir)
+        self.key = key                  # device key bytes (written as key.bin) or None
         self.faults = list(faults)      # plant fault specs, KIND[@START[+DURATION]]
         self.profile = profile          # load profile name or file (None: the plant's default)
         self.site = dict(site or {})
@@ -77,7 +78,12 @@ class Rig:
         fw_err = open(self.dir / "firmware.log", "w")
         stop = threading.Event()
         if self.target == "unix":
-            self.fw = start_firmware(self.plant_info["bus"], self.dir / "site.json", stderr=fw_err)
+            key_path = None
+            if self.key is not None:
+                key_path = self.dir / "key.bin"
+                key_path.write_bytes(self.key)
+            self.fw = start_firmware(self.plant_info["bus"], self.dir / "site.json", stderr=fw_err,
+                                     key_path=key_path)
             stream = self.fw.stdout
         elif self.target.startswith("port:"):
             import serial
@@ -133,6 +139,27 @@ class Rig:
                     self.logger.feed(data)
         else:
             self.logger.pump(stream, stop)
+
+    def send(self, data):
+        """Bytes to the firmware's console (unix target)."""
+        self.fw.stdin.write(data)
+        self.fw.stdin.flush()
+
+    def command(self, cmd, args=None, key=None, counter=None, timeout=3.0, raw=None):
+        """Send a command while run() is going (from another thread); its reply event."""
+        from . import cmd as cmdline
+        cid, data = cmdline.line(cmd, args, key, counter)
+        if raw is not None:
+            cid, data = None, raw
+        seen = len(self.logger.events)
+        self.send(data)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for ev in self.logger.events[seen:]:
+                if ev.get("event") == "command_result" and (cid is None or ev.get("id") == cid):
+                    return ev
+            time.sleep(0.02)
+        raise RigError(f"no reply to {cmd!r} within {timeout} s")
 
     def _transitions(self, t0):
         """State changes as the telemetry reported them, on the plant's clock."""

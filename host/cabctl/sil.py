@@ -23,18 +23,20 @@ def micropython_exe():
     return found
 
 
-def firmware_env(bus_path, site_path=None, board="unix"):
+def firmware_env(bus_path, site_path=None, board="unix", key_path=None):
     env = dict(os.environ)
     env["MICROPYPATH"] = f"{BOARDS / board}:.frozen"
     env["CABINET_BUS"] = str(bus_path)
     if site_path:
         env["CABINET_SITE"] = str(site_path)
+    if key_path:
+        env["CABINET_KEY"] = str(key_path)
     return env
 
 
-def start_firmware(bus_path, site_path=None, stderr=None):
-    """Popen of `micropython main.py` with stdout (telemetry) piped."""
+def start_firmware(bus_path, site_path=None, stderr=None, key_path=None):
+    """Popen of `micropython main.py`: stdout carries telemetry, stdin commands."""
     return subprocess.Popen([micropython_exe(), "main.py"], cwd=FIRMWARE,
-                            env=firmware_env(bus_path, site_path),
+                            env=firmware_env(bus_path, site_path, key_path=key_path),
                             stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.PIPE)

@@ -72,13 +72,40 @@ def decode_frame(payload: bytes, schema) -> dict:
         raise FrameError(f"not CBOR: {e}") from None
     if not isinstance(m, dict) or not isinstance(m.get(0), int):
         raise FrameError("CBOR is not a map with an integer version at key 0")
-    if not all(isinstance(k, int) and isinstance(v, int) for k, v in m.items()):
-        raise FrameError("frame holds a non-integer key or value")
     if m[0] > schema["version"]:
         raise FrameError(f"frame version {m[0]} is newer than this host's schema "
                          f"version {schema['version']}: update cabctl")
+    if not all(isinstance(k, int) for k in m):
+        raise FrameError("frame holds a non-integer key")
+    ev = schema.get("events", {})
+    if ev.get("key") in m:
+        return decode_event(m, schema)
+    if not all(isinstance(v, int) for v in m.values()):
+        raise FrameError("cycle frame holds a non-integer value")
     names = schema["by_key"]
     return {names.get(k, f"key_{k}"): v for k, v in m.items()}
+
+
+def decode_event(m, schema):
+    """An event frame -> {"event": name, field: value, ...}."""
+    ev = schema["events"]
+    code = m[ev["key"]]
+    spec = ev.get(str(code))
+    if not isinstance(code, int) or spec is None:
+        raise FrameError(f"unknown event code {code!r}")
+    names = {int(k): v for k, v in spec["fields"].items()}
+    names.update({0: "version", 1: "seq", 2: "uptime_ms"})
+    rec = {"event": spec["name"]}
+    for k, v in m.items():
+        if k != ev["key"]:
+            rec[names.get(k, f"key_{k}")] = v
+    if not isinstance(rec.get("seq"), int):
+        raise FrameError("event without an integer seq")
+    enums = schema.get("enums", {})
+    for f, enum in (("from_state", "state"), ("to_state", "state"), ("cause", "cause")):
+        if spec["name"] == "transition" and isinstance(rec.get(f), int) and rec[f] < len(enums.get(enum, [])):
+            rec[f] = enums[enum][rec[f]]
+    return rec
 
 
 @dataclass

@@ -233,3 +233,11 @@ class ADC:
     def read_u16(self):
         LOG.add(ADC_READ, self.pin)
         return self.level
+
+
+RESETS = []
+
+
+def reset():
+    """machine.reset(): recorded instead of rebooting the host."""
+    RESETS.append(1)
