@@ -61,7 +61,7 @@ def main(n):
     for _ in range(n):
         c.cycle(50)
     dt = time.ticks_diff(time.ticks_us(), t0)
-    txns = c.meter.reads + c.pcs.reads + [c.pcs.write_txn]
+    txns = c.meter.reads + c.pcs.reads + c.pcs.writes
     wire = sum(len(t.req) + len(t.resp) for t in txns)
     print('{"cycles": %d, "cycle_cpu_ns": %d, "txns_per_cycle": %d, "bus_bytes_per_cycle": %d}'
           % (n, dt * 1000 // n if n else 0, len(txns), wire))

@@ -30,7 +30,7 @@ def test_bad_site_config_disarms_and_keeps_battery_idle(make_rig, unix_only):
     s = rig.run(4)
     assert s["ok"], s["errors"]
     log = (rig.dir / "firmware.log").read_text()
-    assert "recharge_w" in log and "disarmed" in log, log
+    assert "recharge_w (20000000) must be below cap_w (10000000)" in log and "defaults" in log, log
     tr = truth.load(rig.dir / "truth.csv")
     assert abs(tr["battery_w"]).max() < 1.0, "battery moved on a rejected config"
     assert s["frames_received"] > 30 and s["frames_corrupt"] == 0

@@ -33,4 +33,7 @@ class Board(McuBoard):
         lp = cfg['led_pin']
         led = Pin(lp, Pin.OUT, value=0) if lp is not None else None
         McuBoard.__init__(self, cfg, bus, cts, led, reset)
+        # Dry contacts to the cluster scheduler (load shed) and the genset.
+        for name, pin in cfg.get('outputs', {}).items():
+            self._outputs[name] = Pin(pin, Pin.OUT, value=0)
         self.start_watchdog(WDT(timeout=cfg['watchdog_ms']))

@@ -136,6 +136,11 @@ class Board:
         # (an MCU's cannot be stopped; `cabctl flash` feeds it from a timer).
         self._dog[2] = 0
 
+    def set_output(self, name, on):
+        # Dry contacts (load-shed request, genset start): no pins on a host;
+        # their state is in telemetry (site_flags) and in the events.
+        pass
+
     def led(self, on):
         pass
 

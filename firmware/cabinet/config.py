@@ -19,6 +19,7 @@ SPEC = {
     'soc_hyst_cpct': (100, 0, 2000),          # a blocked direction reopens this far inside
     'soc_taper_cpct': (0, 0, 2000),           # power fades to 0 over this band before a limit
     'export_limit_w': (0, 0, MAX_W),          # largest allowed export (0: never export)
+    'export_margin_w': (0, 0, MAX_W),         # aim this far inside the export limit
     'ramp_up_w_per_s': (0, 0, MAX_W),         # grid-side ramp limits (0: off)
     'ramp_down_w_per_s': (0, 0, MAX_W),
     'ramp_down_delay_ms': (0, 0, 600000),     # hold the grid this long after a drop
@@ -42,6 +43,22 @@ SPEC = {
     'safe_hold_ms': (1000, 0, 600000),        # least time in SAFE before recovering
     'recover_cycles': (3, 1, 1000),           # good cycles in a row to leave SAFE
     'pcs_revert_s': (5, 1, 3600),             # PCS returns to 0 W after this silence
+    'grid_v_min_dv': (2040, 0, 100000),       # grid in window: voltage (0.1 V) ...
+    'grid_v_max_dv': (2760, 0, 100000),
+    'grid_f_min_mhz': (59300, 0, 100000),     # ... and frequency (mHz)
+    'grid_f_max_mhz': (60700, 0, 100000),
+    'outage_detect_ms': (100, 0, 60000),      # out of window this long: outage
+    'reconnect_ms': (300000, 0, 3600000),     # stable this long before leaving it
+    'shed_soc_cpct': (1500, 0, 10000),        # outage: ask the cluster to shed load
+    'genset_start_soc_cpct': (2500, 0, 10000),  # outage: start the genset at this SoC ...
+    'genset_start_after_ms': (60000, 0, 86400000),  # ... or after this long
+    'genset_min_run_ms': (600000, 0, 86400000),
+    'genset_cooldown_ms': (120000, 0, 3600000),
+    'pv_map': ('', None, None),               # PV inverter map ('' = none)
+    'pv_unit': (4, 1, 247),
+    'pv_curtail_margin_w': (2000000, 0, MAX_W),  # PV limit kept this far below what fits
+    'genset_map': ('', None, None),           # genset controller map ('' = contact only)
+    'genset_unit': (3, 1, 247),
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
     'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)
@@ -75,6 +92,8 @@ def validate(overrides, where='config'):
     _below(cfg, where, 'recharge_w', 'cap_w')
     _below(cfg, where, 'reserve_cpct', 'soc_min_cpct')
     _below(cfg, where, 'soc_min_cpct', 'soc_max_cpct')
+    _below(cfg, where, 'grid_v_min_dv', 'grid_v_max_dv')
+    _below(cfg, where, 'grid_f_min_mhz', 'grid_f_max_mhz')
     if cfg['grid_floor_w']:
         _below(cfg, where, 'grid_floor_w', 'cap_w')
     tou.validate(cfg['tou'], {'max_w': MAX_W, 'cap_w': cfg['cap_w'],

@@ -13,7 +13,7 @@
 # and its cause sent in telemetry.
 import time
 import micropython
-from cabinet import devmap, dispatch, events, health, modbus, telemetry
+from cabinet import devmap, dispatch, events, health, modbus, site, telemetry
 from cabinet.devmap import INVALID
 
 INIT = 0
@@ -38,7 +38,12 @@ CAUSES = ('ok', 'meter_lost', 'meter_stale', 'meter_frozen', 'meter_invalid', 'p
 
 TELEMETRY = ('seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct', 'load_w',
              'reason', 'state', 'cycle_us', 'late_cycles', 'meter_errors', 'pcs_errors',
-             'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cause', 'transitions')
+             'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cause', 'transitions',
+             'site_flags', 'pv_w', 'genset_w', 'voltage_dv', 'freq_mhz')
+ALARM_FAULT = 1           # PCS alarm bits we act on
+ALARM_ISLANDED = 2
+PV_NO_LIMIT = 0x1FFFFFFF
+EVENT_SITE = 5
 
 
 def _link(cfg, prefix):
@@ -64,11 +69,28 @@ class Controller:
         self.p_evt, self.p_set = p.role('alarms'), p.role('setpoint_w')
         self.p_ena, self.p_hb = p.role('enable', False), p.role('heartbeat', False)
         self.p_start, self.p_stop = p.role('start', False), p.role('stop', False)
+        self.p_conn = p.role('connect', False)
         rv = p.role('revert_s', False)
         if rv >= 0:
             p.set(rv, cfg['pcs_revert_s'])
+        self.m_v, self.m_f = m.role('voltage_dv', False), m.role('freq_mhz', False)
         self.meter_link = _link(cfg, 'meter')
         self.pcs_link = _link(cfg, 'pcs')
+        # Optional devices: a PV inverter and a genset controller on the same bus.
+        self.pv = self.genset = None
+        if cfg['pv_map']:
+            self.pv = devmap.Device(master, cfg['pv_unit'],
+                                    devmap.load_map(root + 'maps/%s.json' % cfg['pv_map']))
+            self.pv_w_i, self.pv_lim_i = self.pv.role('pv_w'), self.pv.role('pv_limit_w', False)
+        if cfg['genset_map']:
+            self.genset = devmap.Device(master, cfg['genset_unit'],
+                                        devmap.load_map(root + 'maps/%s.json' % cfg['genset_map']))
+            self.gen_start_i, self.gen_w_i = self.genset.role('start'), self.genset.role('genset_w')
+        self.site = site.Site(cfg)
+        self.voltage_dv = self.site.v_lo + 1     # until the meter says otherwise: in window
+        self.freq_mhz = self.site.f_lo + 1
+        self.pv_w = self.genset_w = 0
+        self.pv_limit_w = PV_NO_LIMIT
         schema = telemetry.load_schema(root + 'telemetry.json')
         self.version = schema['version']
         self.frame = telemetry.Frame(schema)
@@ -184,9 +206,15 @@ class Controller:
                 link.failed(modbus.SHORT)
                 return
             # A meter that answers with a bit-identical value for too long has
-            # stopped measuring (a frozen register); real power always jitters.
-            self.frozen_ms = self.frozen_ms + dt_ms if g == self.grid_w else 0
+            # stopped measuring (a frozen register); real power always jitters
+            # (but reads a flat 0 W while the grid is down).
+            same = g == self.grid_w and not self.site.outage
+            self.frozen_ms = self.frozen_ms + dt_ms if same else 0
             self.grid_w = g
+            if self.m_v >= 0:
+                self.voltage_dv = self.meter.value(self.m_v)
+            if self.m_f >= 0:
+                self.freq_mhz = self.meter.value(self.m_f)
             link.ok()
 
     def _read_pcs(self, dt_ms):
@@ -216,7 +244,9 @@ class Controller:
             # coincidence twice a second.
             tol = self.cfg['follow_tol_w']
             off = b - self.setpoint
-            if off > tol or off < -tol:
+            if self.alarms & ALARM_ISLANDED:
+                self.off_ms = 0           # islanded: the PCS follows the site, not us
+            elif off > tol or off < -tol:
                 if self.off_ms == 0:
                     self.off_from_w = b
                 self.off_ms += dt_ms
@@ -238,7 +268,7 @@ class Controller:
             cause = METER_FROZEN
         elif pl.fails >= pl.fail_limit or pl.age_ms > pl.max_age_ms:
             cause = PCS_LOST
-        elif self.alarms & 1:
+        elif self.alarms & ALARM_FAULT:
             cause = PCS_FAULT
         elif cfg['follow_ms'] and self.off_ms >= cfg['follow_ms']:
             cause = PCS_NOT_FOLLOWING
@@ -271,18 +301,57 @@ class Controller:
             self.transitions += 1
             self.safe_ms = 0
 
+    def _site(self, dt_ms):
+        """Outage, load shed, genset, PV: read the optional devices, decide requests."""
+        s = self.site
+        was_out = s.outage
+        s.update(self.voltage_dv, self.freq_mhz, self.alarms & ALARM_ISLANDED, self.soc, dt_ms)
+        if was_out and not s.outage:
+            self.engine.reset_ramp()       # the grid returns at the ramp limits
+        if self.pv is not None and not self.pv.read():
+            self.pv_w = self.pv.value(self.pv_w_i)
+            # What the site can take without exporting beyond the limit: its
+            # consumption plus what the battery can still absorb. Near that,
+            # limit the PV (with a margin for a load drop between cycles).
+            cfg = self.cfg
+            room = 0 if self.engine.charge_blocked() else self.cha
+            consumption = self.grid_w + self.batt_w + self.pv_w
+            allowed = consumption + room + cfg['export_limit_w'] - cfg['pv_curtail_margin_w']
+            if s.curtail:
+                # Keep limiting while the PV output sits at its limit (it could
+                # give more); release when clouds keep it well below.
+                s.curtail = self.pv_w >= self.pv_limit_w - cfg['pv_curtail_margin_w']
+            else:
+                s.curtail = self.pv_w > allowed
+            self.pv_limit_w = (allowed if allowed > 0 else 0) if s.curtail else PV_NO_LIMIT
+            if self.pv_lim_i >= 0:
+                self.pv.set(self.pv_lim_i, self.pv_limit_w)
+                self.pv.write()
+        if self.genset is not None:
+            if not self.genset.read():
+                self.genset_w = self.genset.value(self.gen_w_i)
+            self.genset.set(self.gen_start_i, 1 if s.genset else 0)
+            self.genset.write()
+        b = self.board
+        b.set_output('shed', s.shed)
+        b.set_output('genset', s.genset)
+        if s.changed:
+            self.send_event(EVENT_SITE, {41: s.flags, 42: s.changed, 43: self.soc})
+
     def cycle(self, dt_ms=0):
         """One control cycle, dt_ms after the previous one."""
         self._advance_clock(dt_ms)
         self._read_meter(dt_ms)
         self._read_pcs(dt_ms)
         self._judge(dt_ms)
+        self._site(dt_ms)
         p = self.pcs
         st = self.state
         enable = 1
         if st == RUN or st == DEGRADED:
+            status = dispatch.ST_OUTAGE if self.site.outage else 0
             setpoint = self.engine.step(self.grid_w, self.batt_w, self.soc, self.cha, self.dis,
-                                        0, self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
+                                        status, self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
             reason = self.engine.reason
         else:
             setpoint = self.cfg['safe_setpoint_w'] if self.cause <= METER_INVALID else 0
@@ -303,6 +372,8 @@ class Controller:
         p.set(self.p_set, setpoint)
         if self.p_hb >= 0:
             p.set(self.p_hb, self.heartbeat)
+        if self.p_conn >= 0:
+            p.set(self.p_conn, 0 if self.site.outage else 1)   # reconnect only when we say so
         # A lost PCS is not written to (its own reversion timeout takes over);
         # writing would only add timeouts to the cycle.
         if self.pcs_link.fails < self.pcs_link.fail_limit and p.write():
@@ -332,6 +403,11 @@ class Controller:
         f.put(t[15], self.alarms)
         f.put(t[16], self.cause)
         f.put(t[17], self.transitions)
+        f.put(t[18], self.site.flags)
+        f.put(t[19], self.pv_w)
+        f.put(t[20], self.genset_w)
+        f.put(t[21], self.voltage_dv)
+        f.put(t[22], self.freq_mhz)
         self.board.send_telemetry(f.seal())
 
     def run(self):

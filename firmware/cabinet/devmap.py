@@ -79,16 +79,19 @@ def float32_scaled(hi, lo, e):
 
 
 ALWAYS = ('setpoint_w', 'heartbeat', 'revert_s', 'enable')   # rewritten every cycle
-GAP = 8           # rw points further apart than this go into separate writes
+# Register ranges of the integer types: a value is clamped, never wrapped
+# (a 4 MW discharge must not reach an int16 x 100 W register as a charge).
+CLAMP = ((-0x7FFF, 0x7FFF), (0, 0xFFFF), (-LIMIT, LIMIT - 1), (0, LIMIT - 1), (-LIMIT, LIMIT - 1))
 
 
 class Device:
     """A device on the bus, described by a map: reads, decoding, writes.
 
     Readable points (not rw) are read as one span per function code; writable
-    points are grouped into fc-16 writes of nearby registers. Writes holding
-    the setpoint or a heartbeat go out every cycle; the others (start/stop
-    commands) only when set() changed them.
+    points are grouped into fc-16 writes of adjacent registers (never across
+    unmapped ones: those may be settings). Writes holding the setpoint or a
+    heartbeat go out every cycle; the others (start/stop commands) only when
+    set() changed them.
     """
 
     def __init__(self, master, unit, mapdef):
@@ -115,14 +118,14 @@ class Device:
         clusters = []
         for addr, name in rw:
             end = addr + WIDTH[pts[name]['type']]
-            if clusters and addr - clusters[-1][1] <= GAP:
+            if clusters and addr == clusters[-1][1]:
                 clusters[-1][1] = max(clusters[-1][1], end)
                 clusters[-1][2].append(name)
             else:
                 clusters.append([addr, end, [name]])
         self.writes = [modbus.Txn(unit, 16, a, b - a) for a, b, _ in clusters]
         self.always = [any(pts[n].get('role') in ALWAYS for n in c[2]) for c in clusters]
-        self.dirty = [True] * len(clusters)
+        self.dirty = [False] * len(clusters)     # command registers: only once set
         # Per point, as parallel lists of small ints (no per-cycle lookups).
         self._txn = []
         self._reg = []
@@ -215,6 +218,11 @@ class Device:
         e = self._exp[i]
         if e > 0:
             value = value // POW10[e] if value >= 0 else -((-value) // POW10[e])
+        lo, hi = CLAMP[self._kind[i]]
+        if value < lo:
+            value = lo
+        elif value > hi:
+            value = hi
         if self._kind[i] >= 2:
             hi = (value >> 16) & 0xFFFF
             lo = value & 0xFFFF
@@ -227,13 +235,12 @@ class Device:
             self.dirty[c] = True
 
     def write(self):
-        """Send the writes due this cycle; the first error code, or OK."""
-        result = modbus.OK
+        """Send the writes due this cycle; stop at the first error and return
+        its code (a dead device costs one timeout per cycle), else OK."""
         for c in range(len(self.writes)):
             if self.always[c] or self.dirty[c]:
                 r = self.master.run(self.writes[c])
                 if r:
-                    result = r                 # stays dirty: retried next cycle
-                else:
-                    self.dirty[c] = False
-        return result
+                    return r                   # stays dirty: retried next cycle
+                self.dirty[c] = False
+        return modbus.OK

@@ -14,10 +14,25 @@
 # to 1 GW are < 2**27 units and every sum or difference of up to 8 of them
 # stays a small int (|x| < 2**30) on 32-bit MicroPython. Per-cycle ramp steps
 # use rate // 1000 * dt + rate % 1000 * dt // 1000 with dt <= 1000 ms.
+#
+# Feed-forward (pre-arming, optional ff_w of step(), default 0 = purely
+# reactive): a load change expected within the reaction delay (from
+# cabinet.predict: the load's rhythm, job hints). ff_w > 0, a rise: the
+# preference (cap, recharge) and the grid ramp stage plan for the load as it
+# will be, load + ff, so the PCS is already there when the step lands (the
+# grid dips by ff meanwhile). ff_w < 0, a drop, only with ramp-down
+# smoothing: the ramp stage starts holding the grid before the drop. Safety
+# stages (PCS/BMS limits, SoC bands, export, DR, the cap for the real load)
+# keep using the measured load and win over it; ff is first cut so the
+# planned grid stays inside them: while a rise is expected the real grid is
+# kept >= pred_min_grid_w (and the export limit), a drop never pushes it
+# over the cap. The ramp state follows the planned grid, so a prediction that
+# does not come true is undone at once, like a load pulse.
 from cabinet import tou
 
 Q = 3                    # internal power unit: 1 << Q watts
 NO_LIMIT = 0x3FFFFFFF    # largest small int: "no limit" (W or units)
+LOAD_MAX = (1 << 28) - 1  # |planned load| in units (the measured load is below this)
 MAX_DT_MS = 1000         # longer gaps are treated as 1 s (keeps ramp steps in range)
 
 IDLE = 0          # nothing to do
@@ -59,7 +74,9 @@ class Engine:
         self.soc_max = cfg['soc_max_cpct']
         self.hyst = cfg['soc_hyst_cpct']
         self.taper = cfg['soc_taper_cpct']
-        self.export = cfg['export_limit_w'] >> Q
+        # The export stage aims export_margin_w inside the limit: regulating at
+        # exactly 0 W would export on every second measurement.
+        self.export = (cfg['export_limit_w'] - cfg['export_margin_w']) >> Q
         self.recharge_max = cfg['recharge_max_w'] >> Q
         self.floor = cfg['grid_floor_w'] >> Q
         self.up_hi, self.up_lo = _split_rate(cfg['ramp_up_w_per_s'])
@@ -69,6 +86,9 @@ class Engine:
         self.dn_delay_ms = cfg['ramp_down_delay_ms']
         self.sl_hi, self.sl_lo = _split_rate(cfg['slew_w_per_s'])
         self.slew = cfg['slew_w_per_s'] > 0
+        # Keys added with cabinet.predict; absent from older configs.
+        self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
+        self.ff = 0               # feed-forward used last step (units, after cuts)
         self.reason = IDLE
         self._started = False
         self._grid = 0            # grid commanded last cycle (units)
@@ -77,6 +97,13 @@ class Engine:
         self._dis_blocked = False     # SoC at the outage reserve
         self._cha_blocked = False     # SoC at the maximum
         self._everyday_blocked = False  # SoC at the everyday minimum
+
+    def reset_ramp(self):
+        """Restart the grid ramp from the next reading (after an outage)."""
+        self._started = False
+
+    def charge_blocked(self):
+        return self._cha_blocked
 
     def _narrow(self, lo, hi, reason):
         # Intersect [lo, hi] into the window; where they are disjoint the
@@ -97,8 +124,11 @@ class Engine:
                 self._hi_why = self._lo_why
 
     def step(self, grid_w, battery_w, soc_cpct, charge_max_w, discharge_max_w,
-             status, minute_of_day, dr_limit_w, dt_ms):
-        """One cycle. Inputs |x| <= 1 GW; returns the setpoint in W (multiple of 8)."""
+             status, minute_of_day, dr_limit_w, dt_ms, ff_w=0):
+        """One cycle. Inputs |x| <= 1 GW; returns the setpoint in W (multiple of 8).
+
+        ff_w: expected load change within the reaction delay (W, > 0 rise,
+        < 0 drop), from cabinet.predict; 0 = reactive only."""
         load = (grid_w >> Q) + (battery_w >> Q)
         dt = dt_ms if dt_ms < MAX_DT_MS else MAX_DT_MS
         if dt < 0:
@@ -155,15 +185,25 @@ class Engine:
         self._narrow(load - s.cap, NO_LIMIT, CAP)
         if not s.grid_charge:
             self._narrow(0, NO_LIMIT, RECHARGE)
+        # Feed-forward: lv is the load planned for (see the header).
+        lv = load
+        lp = load
+        ff = 0
+        if ff_w:
+            ff = self._cut_ff(ff_w >> Q, load)
+            lv = load + ff
+            if ff > 0:
+                lp = lv
+        self.ff = ff
         # The preference: discharge above the cap, recharge in valleys,
         # a time-of-use arbitrage target.
         pref = 0
         why = IDLE
-        if load > s.cap:
-            pref = load - s.cap
+        if lp > s.cap:
+            pref = lp - s.cap
             why = CAP
-        elif load < s.recharge and s.grid_charge:
-            pref = load - s.recharge
+        elif lp < s.recharge and s.grid_charge:
+            pref = lp - s.recharge
             if pref < -self.recharge_max:
                 pref = -self.recharge_max
             why = RECHARGE
@@ -177,18 +217,18 @@ class Engine:
         # 6. Grid ramp smoothing: the grid may rise by up*dt and fall by
         # down*dt per cycle (not at all during the ramp-down delay), and not
         # below the floor, while the battery has headroom.
-        falling = load - pref < self._grid
+        falling = lv - pref < self._grid
         held = falling and self._down_ms < self.dn_delay_ms
         self._down_ms = self._down_ms + dt if falling else 0
         lo6 = -NO_LIMIT
         hi6 = NO_LIMIT
         if self.ramp_up:
-            lo6 = load - self._grid - _per_cycle(self.up_hi, self.up_lo, dt)
+            lo6 = lv - self._grid - _per_cycle(self.up_hi, self.up_lo, dt)
             if self._everyday_blocked and lo6 > 0:
                 lo6 = 0               # below the everyday minimum only the cap may discharge
         if self.ramp_dn:
             fall = 0 if held else _per_cycle(self.dn_hi, self.dn_lo, dt)
-            hi6 = load - self._grid + fall
+            hi6 = lv - self._grid + fall
         if self.floor and load - self.floor < hi6:
             hi6 = load - self.floor
         self._narrow(lo6, hi6, RAMP)
@@ -196,9 +236,38 @@ class Engine:
         if self.slew:
             step = _per_cycle(self.sl_hi, self.sl_lo, dt)
             self._narrow(self._batt - step, self._batt + step, SLEW)
-        return self._finish(pref, why, load)
+        return self._finish(pref, why, lv)
+
+    def _cut_ff(self, ff, load):
+        # The part of the feed-forward the window leaves room for. A rise
+        # first bounds the real grid (load - battery) below by min_grid, then
+        # may lower it from the planned grid (self._grid) down to the
+        # window's top; a drop may raise it up to the window's bottom (the
+        # cap, DR), and only under ramp-down smoothing. Units, |ff| < 2**28.
+        if ff > 0:
+            if self.min_grid > 0:
+                self._narrow(-NO_LIMIT, load - self.min_grid, NO_EXPORT)
+            room = self._grid - load + self._hi
+            if ff > room:
+                ff = room
+            if ff < 0:
+                ff = 0
+        else:
+            if not self.ramp_dn:
+                return 0
+            room = load - self._lo - self._grid
+            if -ff > room:
+                ff = -room
+            if ff > 0:
+                ff = 0
+        if load + ff > LOAD_MAX:
+            ff = LOAD_MAX - load
+        elif load + ff < -LOAD_MAX:
+            ff = -LOAD_MAX - load
+        return ff
 
     def _finish(self, pref, why, load):
+        # load: the planned load (the measured one plus any feed-forward).
         if pref < self._lo:
             pref = self._lo
             why = self._lo_why

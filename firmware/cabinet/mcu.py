@@ -115,6 +115,7 @@ class McuBoard:
         self._feed = None
         self.key_path = 'key.bin'
         self._reset = reset
+        self._outputs = {}                # name -> Pin, filled by the board's hal.py
         inp = getattr(sys.stdin, 'buffer', sys.stdin)
         self._in_poll = select.poll()
         self._in_poll.register(sys.stdin, select.POLLIN)
@@ -160,6 +161,12 @@ class McuBoard:
     def led(self, on):
         if self._led_value is not None:
             self._led_value(1 if on else 0)
+
+    def set_output(self, name, on):
+        """A dry-contact output named in board.json "outputs" (shed, genset)."""
+        pin = self._outputs.get(name)
+        if pin is not None:
+            pin.value(1 if on else 0)
 
     def read_ct(self, i):
         """Raw ADC reading of current transformer i, 0..65535 (1.65 V bias ~ 32768)."""

@@ -61,6 +61,22 @@ def test_set_reg_and_reseal():
     assert t.req[9:11] == b'\xff\xff' and t.req[7:9] == b'\x00\x0a'
 
 
+def test_reg_out_reads_back_the_request():
+    t = mb.Txn(0x11, 16, 0x0001, 3)
+    assert [t.reg_out(i) for i in range(3)] == [0, 0, 0]
+    for i, v in enumerate((0x000A, 0x8000, 0xFFFF)):
+        t.set_reg(i, v)
+    assert [t.reg_out(i) for i in range(3)] == [0x000A, 0x8000, 0xFFFF]
+    t.set_reg(1, 0x1FFFF)                                    # only 16 bits are kept
+    assert t.reg_out(1) == 0xFFFF and t.reg_out(0) == 0x000A
+    t.resp[3] = t.resp[4] = 0x55                             # the response is not looked at
+    assert t.reg_out(0) == 0x000A
+    t6 = mb.Txn(0x11, 6, 0x0001)
+    t6.set_reg(0, 3)
+    t6._seal()
+    assert t6.reg_out(0) == 3 and bytes(t6.req) == h('11 06 00 01 00 03 9A 9B')
+
+
 def check(txn, frame):
     r = txn.resp
     for i in range(len(frame)):

@@ -75,11 +75,33 @@ def test_peak_heap_leaves_margin_on_smallest_target(plant, tmp_path):
     # It really ran against the plant: every cycle's frame, no bus errors.
     dec = StreamDecoder(load_schema())
     frames = dec.feed(r.stdout)
+    assert frames and dec.corrupt == 0, dec.stats()
+    # Event frames (key 40: "event" once decoded) share the stream and the seq
+    # counter with the cycle frames: the boot event first, then a transition
+    # event per state change (INIT -> RUN here).
+    cycles = [f for f in frames if "event" not in f]
+    events = [f for f in frames if "event" in f]
+    assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + len(frames)))
     # CYCLES in the loop + the warm-up cycle before it
-    assert len(frames) == CYCLES + 1 and dec.corrupt == 0, (len(frames), dec.stats())
-    assert frames[-1]["meter_errors"] == 0 and frames[-1]["pcs_errors"] == 0, frames[-1]
+    assert len(cycles) == CYCLES + 1, (len(cycles), [f.get("event") for f in frames], dec.stats())
+    assert frames[0].get("event") == "boot", frames[0]
+    transitions = [e for e in events if e["event"] == "transition"]
+    assert [e["event"] for e in events] == ["boot"] + ["transition"] * len(transitions), events
+    assert transitions and len(transitions) == cycles[-1]["transitions"], (transitions, cycles[-1])
+    states = load_schema()["enums"]["state"]
+    assert transitions[-1]["to_state"] == states[cycles[-1]["state"]], (transitions, cycles[-1])
+    assert cycles[-1]["meter_errors"] == 0 and cycles[-1]["pcs_errors"] == 0, cycles[-1]
     free_at_boot = heap["heap"] - heap["base"]
-    margin = 1 - heap["peak"] / free_at_boot
-    print(f"heap: peak {heap['peak']} B of {free_at_boot} B free ({margin:.0%} margin), "
-          f"{heap['live_after']} B live after the run")
-    assert margin >= HEAP_MARGIN, heap
+    print(f"heap: {heap['peak']} B allocated with the GC off (boot garbage included), "
+          f"{heap['live_after']} B live after the run, of {free_at_boot} B free")
+    # The margin itself: the same firmware, GC on as on a board, must boot and
+    # run every cycle in a heap 30 % smaller than the target's free heap (and
+    # this 64-bit port's objects are larger than on the 32-bit targets).
+    small = int(TARGET_HEAP * (1 - HEAP_MARGIN))
+    r = subprocess.run([micropython_exe(), "-X", f"heapsize={small}", "main.py"],
+                       cwd=flash, env=env, capture_output=True, timeout=60)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0 and "MemoryError" not in err, f"exit {r.returncode} in {small} B:\n{err}"
+    dec = StreamDecoder(load_schema())
+    frames = [f for f in dec.feed(r.stdout) if "event" not in f]
+    assert len(frames) == CYCLES + 1 and frames[-1]["meter_errors"] == 0, dec.stats()

@@ -20,6 +20,7 @@ KINDS = {
     "pcs-fault": ("pcs", "fault_bit", "PCS/BMS fault bit set; the PCS trips to 0 W"),
     "pcs-stuck": ("pcs", "stuck", "PCS answers but no longer follows its setpoint"),
     "bus-disconnect": (None, "disconnect", "cable pulled: nothing answers, then it is back"),
+    "grid-outage": (None, "outage", "the utility grid is lost: the PCS islands, the meter reads 0 V"),
 }
 SPEC = re.compile(r"^([a-z-]+)(?:@([0-9.]+)(?:\+([0-9.]+))?)?$")
 # Faults that leave the controller without a usable meter reading. A late

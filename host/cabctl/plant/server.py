@@ -24,7 +24,9 @@ from .model import Plant
 METER_SF = {"W_SF": 3, "V_SF": -1, "Hz_SF": -2}     # a 25 MW site needs W_SF >= 3
 PCS_SF = {"W_SF": 0, "SoC_SF": -1}
 TRUTH_COLUMNS = ["t_s", "load_w", "grid_w", "battery_w", "setpoint_w", "soc_cpct",
-                 "meter_grid_w", "reverted", "charge_max_w", "discharge_max_w", "meter_blind"]
+                 "meter_grid_w", "reverted", "charge_max_w", "discharge_max_w", "meter_blind",
+                 "pv_w", "genset_w", "unserved_w", "grid_up", "genset_cmd"]
+PV_UNIT, GENSET_UNIT = 4, 3
 
 
 def _pick(sf, mapdef):
@@ -53,7 +55,10 @@ class LockedRTUServer(RTUServer):
             raise ValueError                       # nothing this poll (umodbus's convention)
         io = self.io
         t = io.plant.t
-        device = {io.meter_unit: "meter", io.pcs_unit: "pcs"}.get(request[0])
+        device = {io.meter_unit: "meter", io.pcs_unit: "pcs", PV_UNIT: "pv",
+                  GENSET_UNIT: "genset"}.get(request[0])
+        if device in ("pv", "genset") and device not in io.extra:
+            return                                 # no such device on this bus
         f = io.faults
         if f.active("disconnect", t) or device is None or f.active("silent", t, device):
             return                                 # nobody answers
@@ -85,6 +90,13 @@ class PlantIO:
         self.meter_unit, self.pcs_unit = meter_unit, pcs_unit
         self.faults = faults or Schedule()
         self.requests = 0
+        # Optional devices, present when the plant has them.
+        self.extra = {}
+        if plant.cfg.pv_peak_w:
+            self.extra["pv"] = regmap.Registers(regmap.load("pv_sunspec"))
+        if plant.cfg.genset_max_w:
+            self.extra["genset"] = regmap.Registers(regmap.load("genset_generic"))
+        self.xrole = {k: _by_role(r) for k, r in self.extra.items()}
         if "revert_s" in self.prole:
             self.pcs.set(self.prole["revert_s"], plant.cfg.revert_s_default)
         self._start = self._stop = 0
@@ -94,20 +106,36 @@ class PlantIO:
         mr, pr = self.mrole, self.prole
         if not f.active("frozen", t, "meter"):
             self.meter.set(mr["grid_w"], pl.meter_grid_w)
-        if "voltage_dv" in mr:
-            self.meter.set(mr["voltage_dv"], 2400)
-        if "freq_mhz" in mr:
-            self.meter.set(mr["freq_mhz"], 60000)
+            if "voltage_dv" in mr:
+                self.meter.set(mr["voltage_dv"], pl.meter_v_dv)
+            if "freq_mhz" in mr:
+                self.meter.set(mr["freq_mhz"], pl.meter_f_mhz)
+        if "pv" in self.extra:
+            self.extra["pv"].set(self.xrole["pv"]["pv_w"], pl.pv_w)
+        if "genset" in self.extra:
+            g, gr = self.extra["genset"], self.xrole["genset"]
+            g.set(gr["genset_w"], pl.genset_w)
+            g.set(gr["running"], 1 if pl.genset_w > 0 else 0)
         cha, dis = pl.limits()
         self.pcs.set(pr["battery_w"], pl.pcs_battery_w)
         self.pcs.set(pr["soc_cpct"], pl.soc_cpct)
         self.pcs.set(pr["charge_max_w"], cha)
         self.pcs.set(pr["discharge_max_w"], dis)
-        self.pcs.set(pr["alarms"], 1 if pl.faulted else 0)
+        self.pcs.set(pr["alarms"], (1 if pl.faulted else 0) | (2 if pl.islanded else 0))
 
     def apply(self, request):
-        """After a request to the PCS: take its setpoint, enable and heartbeat."""
-        if request[0] != self.pcs_unit or request[1] not in (6, 16):
+        """After a write: PCS setpoint, enable and heartbeat; PV limit; genset run."""
+        if request[1] not in (6, 16):
+            return
+        pl = self.plant
+        if request[0] == PV_UNIT and "pv" in self.extra:
+            lim = self.extra["pv"].get(self.xrole["pv"]["pv_limit_w"])
+            pl.pv_limit_w = None if lim >= 0x1FFFFFFF else lim
+            return
+        if request[0] == GENSET_UNIT and "genset" in self.extra:
+            pl.genset_cmd = self.extra["genset"].get(self.xrole["genset"]["start"]) == 1
+            return
+        if request[0] != self.pcs_unit:
             return
         pl, pr, regs = self.plant, self.prole, self.pcs
         pl.setpoint_w = regs.get(pr["setpoint_w"])
@@ -119,6 +147,8 @@ class PlantIO:
             pl.enabled = bool(start) and not stop
         if "revert_s" in pr:
             pl.revert_s = regs.get(pr["revert_s"]) or pl.cfg.revert_s_default
+        if "connect" in pr:
+            pl.connect_cmd = regs.get(pr["connect"])
         if "heartbeat" in pr:
             pl.write_heartbeat(regs.get(pr["heartbeat"]))
         else:
@@ -127,7 +157,9 @@ class PlantIO:
     def build_server(self, port):
         server = get_server(LockedRTUServer, port)
         server.io = self
-        for unit, regs in ((self.meter_unit, self.meter), (self.pcs_unit, self.pcs)):
+        units = [(self.meter_unit, self.meter), (self.pcs_unit, self.pcs)]
+        units += [({"pv": PV_UNIT, "genset": GENSET_UNIT}[k], r) for k, r in self.extra.items()]
+        for unit, regs in units:
             for fc in (3, 4):
                 addrs = regs.addresses(fc)
                 if not addrs:
@@ -161,12 +193,15 @@ def run_physics(io: PlantIO, seconds, truth_path, stop: threading.Event, port=No
                 faults, t = io.faults, pl.t
                 pl.faulted = faults.active("fault_bit", t, "pcs")
                 pl.stuck = faults.active("stuck", t, "pcs")
+                pl.grid_up = not faults.active("outage", t)
                 pl.step(dt)
                 cha, dis = pl.limits()
                 w.writerow([f"{pl.t:.3f}", round(pl.load_w), round(pl.grid_w),
                             round(pl.battery_w), round(pl.setpoint_w if pl.enabled else 0),
                             pl.soc_cpct, round(pl.meter_grid_w), int(pl.reverted),
-                            round(cha), round(dis), int(faults.meter_blind(t))])
+                            round(cha), round(dis), int(faults.meter_blind(t)),
+                            round(pl.pv_w), round(pl.genset_w), round(pl.unserved_w),
+                            int(pl.grid_up), int(pl.genset_cmd)])
             if port is not None and k % 20 == 0 and io.faults.active("garbage", pl.t):
                 port.write(bytes(rng.randrange(256) for _ in range(7)))   # line noise
     stop.set()

@@ -1,0 +1,590 @@
+# Ultra-short-term load prediction: the load's own rhythm and the cluster's
+# job events, turned into a feed-forward for the dispatch engine
+# (Engine.step(..., ff_w)). Pure integer code, no I/O, no allocation per
+# update (preallocated array('i') rings); runs unchanged on CPython and
+# MicroPython. Every intermediate stays below 2**30 (tests/test_dispatch_range.py).
+#
+# Fast channel (iteration rhythm): the load, decimated to one sample per
+# tick_ms, goes into a ring. An exponentially averaged magnitude difference
+# function D[L] = avg |x[t] - x[t-L]| over the lags of the period search
+# range (AMDF: a periodic load has a deep minimum at its period) gives the
+# period P: the first local minimum below 3/8 of the mean, else the deepest.
+# Confidence = 1 - D[P] / mean(D), per mille. The prediction is the load one
+# period ago at the phase of the next lead_ms (widened by margin_ms on both
+# sides for period jitter): rise = that maximum - the load now, drop = the
+# load now - that minimum.
+#
+# Guard: every prediction is scored when its window has passed, whether it
+# was acted on or not (shadow mode). hit = min(predicted, realized rise),
+# false = what was predicted but did not come. err_pm = false / (hit +
+# false), exponentially averaged. The fast channel only acts while err_pm
+# <= max_err_pm and confidence >= min_conf_pm: a load without rhythm gets
+# false alarms, the guard closes, and the engine is purely reactive again.
+# (A missed rise costs nothing against the reactive engine; a false one
+# dips the grid and spends battery, so only false alarms close the guard.)
+#
+# Slow channel (checkpoint rhythm): the same AMDF on a second ring of
+# slow_tick_ms means (period search 10..600 s), updated a few lags per tick.
+# It reports the checkpoint period, its confidence and the time to the
+# largest rise of the last period (its phase); it does not drive the
+# feed-forward (its timing is a slow tick wide: use job hints for that).
+#
+# Hints: announced job events with a time and a power step (job start,
+# checkpoint start/end, job end, maintenance), held in a preallocated table
+# (Hints) that the command channel fills. A hint arms the feed-forward from
+# lead_ms before it is due until the step has been seen (half of it) or its
+# window after the due time has passed; then it is dropped.
+#
+# Units: powers in W at the API, 8 W inside (as the engine); times in ms.
+from array import array
+
+Q = 3
+LIM = (1 << 27) - 1          # |load| clamp in units (~1.07 GW)
+K_AMDF = 7                   # AMDF averaging: 2**7 = 128 ticks (6.4 s at 50 ms)
+K_GUARD = 7                  # guard averaging: 128 ticks
+SLOW_LAGS_PER_TICK = 8       # slow AMDF work per fast tick
+REL = True
+THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
+
+# Hint kinds: rises 1..3, drops 4..6 (the command channel's names).
+JOB_START = 1
+CKPT_END = 2
+MAINT_END = 3
+CKPT_START = 4
+JOB_END = 5
+MAINT = 6
+KINDS = ('', 'job_start', 'ckpt_end', 'maint_end', 'ckpt_start', 'job_end', 'maint')
+MAX_HINTS = 8
+
+
+def _pm(a, b):
+    """1000 * a // b for 0 <= a, 0 < b, without leaving 31 bits."""
+    if b <= 0:
+        return 1000 if a > 0 else 0
+    while a >= 0x100000:
+        a >>= 1
+        b >>= 1
+    if b <= 0:
+        return 1000
+    return 1000 * a // b
+
+
+def _ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+class Hints:
+    """Announced job events: kind, due time (ms from now, counting down),
+    power step (W, > 0), window after the due time (ms), job id."""
+
+    def __init__(self, n=MAX_HINTS):
+        self.n = n
+        self.kind = array('b', [0] * n)          # 0 = free slot
+        self.due = array('i', [0] * n)           # ms until the event (< 0: overdue)
+        self.power = array('i', [0] * n)         # W, the size of the step
+        self.window = array('i', [0] * n)        # ms the hint stays armed after due
+        self.job = array('i', [0] * n)
+        self.base = array('i', [0] * n)          # load (units) when it armed
+        self.armed = array('b', [0] * n)
+        self.added = 0                           # counters for status/telemetry
+        self.seen = 0                            # the step came: consumed
+        self.expired = 0                         # its window passed without the step
+        self.dropped = 0                         # table full: the latest-due one replaced
+        self.rise = 0                            # armed now (units), set by step()
+        self.drop = 0
+
+    def add(self, kind, in_ms, power_w, window_ms, job=0):
+        """Store a hint (command channel; may run outside the steady state).
+        Returns the slot used."""
+        if not 1 <= kind <= 6:
+            raise ValueError('hint kind must be 1..6')
+        if not -600000 <= in_ms <= 86400000:
+            raise ValueError('in_ms must be in -600000..86400000')
+        if not 0 <= power_w <= 1000000000:
+            raise ValueError('power_w must be in 0..1000000000')
+        if not 0 <= window_ms <= 600000:
+            raise ValueError('window_ms must be in 0..600000')
+        slot = -1
+        for i in range(self.n):
+            if self.kind[i] == 0:
+                slot = i
+                break
+        if slot < 0:                             # full: replace the one due last
+            slot = 0
+            for i in range(1, self.n):
+                if self.due[i] > self.due[slot]:
+                    slot = i
+            self.dropped += 1
+            if self.due[slot] <= in_ms:
+                return -1                        # the new one is due last: not stored
+        self.kind[slot] = kind
+        self.due[slot] = in_ms
+        self.power[slot] = power_w
+        self.window[slot] = window_ms
+        self.job[slot] = job
+        self.base[slot] = 0
+        self.armed[slot] = 0
+        self.added += 1
+        return slot
+
+    def clear(self, job=-1):
+        """Forget every hint (job < 0) or those of one job. Returns how many."""
+        k = 0
+        for i in range(self.n):
+            if self.kind[i] and (job < 0 or self.job[i] == job):
+                self.kind[i] = 0
+                k += 1
+        return k
+
+    def count(self):
+        k = 0
+        for i in range(self.n):
+            if self.kind[i]:
+                k += 1
+        return k
+
+    def step(self, dt_ms, load, lead_ms):
+        """Advance by dt_ms at load (units); the armed rise and drop in units."""
+        rise = 0
+        drop = 0
+        for i in range(self.n):
+            kd = self.kind[i]
+            if kd == 0:
+                continue
+            d = self.due[i] - dt_ms
+            if d < -600000:
+                d = -600000
+            self.due[i] = d
+            p = self.power[i] >> Q
+            if self.armed[i]:
+                moved = load - self.base[i] if kd <= MAINT_END else self.base[i] - load
+                if moved + moved >= p:           # half the step came: consumed
+                    self.kind[i] = 0
+                    self.seen += 1
+                    continue
+            if d < -self.window[i]:
+                self.kind[i] = 0
+                self.expired += 1
+                continue
+            if d <= lead_ms:
+                if not self.armed[i]:
+                    self.armed[i] = 1
+                    self.base[i] = load
+                if kd <= MAINT_END:
+                    rise += p
+                else:
+                    drop += p
+        if rise > LIM:
+            rise = LIM
+        if drop > LIM:
+            drop = LIM
+        self.rise = rise
+        self.drop = drop
+        return rise
+
+
+class Predictor:
+    """Per-cycle feed-forward for Engine.step. cfg keys (all optional):
+    pred_enabled, pred_tick_ms, pred_period_min_ms, pred_period_max_ms,
+    pred_lead_ms, pred_margin_ms, pred_min_rise_w, pred_min_conf_pm,
+    pred_max_err_pm, pred_slow_tick_ms, pred_slow_period_min_s,
+    pred_slow_period_max_s (see config.py)."""
+
+    def __init__(self, cfg, hints=None):
+        g = cfg.get
+        self.enabled = g('pred_enabled', False)
+        self.tick_ms = tick = g('pred_tick_ms', 50)
+        self.lead_ms = g('pred_lead_ms', 100)
+        self.lmin = max(2, g('pred_period_min_ms', 300) // tick)
+        self.lmax = max(self.lmin + 1, g('pred_period_max_ms', 5000) // tick)
+        self.h = max(1, _ceil_div(self.lead_ms, tick))
+        self.m = _ceil_div(g('pred_margin_ms', 50), tick)
+        self.min_rise = g('pred_min_rise_w', 250000) >> Q
+        self.min_conf = g('pred_min_conf_pm', 500)
+        self.max_err = g('pred_max_err_pm', 250)
+        self.hints = hints if hints is not None else Hints()
+        # Fast ring: two periods of history plus the scoring window.
+        w = self.h + self.m
+        self.nf = nf = 2 * self.lmax + 2 * w + 4
+        self.x = array('i', [0] * nf)
+        self.nl = nl = self.lmax - self.lmin + 1
+        self.d = array('i', [0] * nl)
+        self.dsh = (nl // 4).bit_length()            # keeps sum(D >> dsh) < 2**30
+        self.pr = array('i', [0] * (w + 1))          # predicted rise per tick, for scoring
+        self.w = w
+        # Slow ring.
+        stick = g('pred_slow_tick_ms', 2000)
+        self.stick = stick // tick if stick >= tick else 1   # in fast ticks
+        self.smin = max(2, g('pred_slow_period_min_s', 10) * 1000 // (self.stick * tick))
+        self.smax = max(self.smin + 1, g('pred_slow_period_max_s', 600) * 1000 // (self.stick * tick))
+        self.ns = ns = 2 * self.smax + 2
+        self.s = array('i', [0] * ns)
+        self.snl = snl = self.smax - self.smin + 1
+        self.sd = array('i', [0] * snl)
+        self.sdsh = (snl // 4).bit_length()
+        self.reset()
+
+    def reset(self):
+        for i in range(self.nf):
+            self.x[i] = 0
+        for i in range(self.nl):
+            self.d[i] = 0
+        for i in range(self.w + 1):
+            self.pr[i] = 0
+        for i in range(self.ns):
+            self.s[i] = 0
+        for i in range(self.snl):
+            self.sd[i] = 0
+        self.i = 0                # newest fast sample
+        self.filled = 0           # fast samples so far (saturates)
+        self.acc_ms = 0
+        self.acc = 0              # running mean of the cycles in this tick (units)
+        self.acc_n = 0
+        self.period = 0           # fast period in ticks (0: none)
+        self.mean = 0             # mean of the AMDF: the usual swing (units)
+        self.conf_pm = 0
+        self.err_pm = 1000
+        self.e_hit = 0
+        self.e_false = 0
+        self.scored = 0
+        self.active = False       # the fast channel drives the feed-forward
+        self.pmax = 0             # predicted max / min load over the lead (units)
+        self.pmin = 0
+        self.pnow = 0             # the load one period ago, at this phase (+-1 tick: min, max)
+        self.pnow_hi = 0
+        self.thr = self.min_rise  # smallest rise acted on (units)
+        self.susp = 0             # ticks left with predictions suspended (mismatch)
+        self.mismatches = 0
+        self.quiet = False        # last tick moved little against the usual swing
+        self.si = 0
+        self.sfilled = 0
+        self.s_n = 0              # fast ticks in this slow tick
+        self.s_acc = 0
+        self.s_next = 0           # next slow lag to update
+        self.s_period = 0
+        self.s_conf_pm = 0
+        self.s_rise_in = 0        # slow ticks to the largest rise one period ago
+        self.rise_w = 0           # outputs, W
+        self.drop_w = 0
+        self.hint_w = 0
+
+    # --- per cycle ---
+
+    def update(self, load_w, dt_ms):
+        """One control cycle: the site load (grid + battery, W) and the time
+        since the last cycle. Returns the feed-forward for Engine.step in W:
+        > 0 a rise expected within lead_ms, < 0 a drop, 0 nothing."""
+        x = load_w >> Q
+        if x > LIM:
+            x = LIM
+        elif x < -LIM:
+            x = -LIM
+        if dt_ms < 0:
+            dt_ms = 0
+        elif dt_ms > 60000:
+            dt_ms = 60000
+        rise = 0
+        drop = 0
+        if self.enabled:
+            self.acc_n += 1
+            self.acc += (x - self.acc) // self.acc_n
+            self.acc_ms += dt_ms
+            if self.acc_ms >= self.tick_ms:
+                self.acc_ms -= self.tick_ms
+                if self.acc_ms >= self.tick_ms:      # a long gap: no catch-up burst
+                    self.acc_ms = 0
+                self._tick(self.acc)
+                self.acc_n = 0
+            if self.active and self.susp == 0:
+                # The rise one period ago over the coming window, but no more
+                # than what lifts the load from where it is now.
+                hi = self.pmax
+                rise = hi - x
+                if REL and hi - self.pnow < rise:
+                    rise = hi - self.pnow
+                if rise < self.thr:
+                    rise = 0
+                lo = self.pmin
+                drop = x - lo
+                if self.pnow_hi - lo < drop:
+                    drop = self.pnow_hi - lo
+                if drop < self.thr:
+                    drop = 0
+        hr = self.hints.step(dt_ms, x, self.lead_ms + self.m * self.tick_ms)
+        hd = self.hints.drop
+        self.hint_w = (hr - hd) << Q
+        if hr > rise:
+            rise = hr
+        if hd > drop:
+            drop = hd
+        self.rise_w = rise << Q
+        self.drop_w = drop << Q
+        if rise:
+            return rise << Q
+        return -(drop << Q)
+
+    def _tick(self, v):
+        nf = self.nf
+        i = self.i + 1
+        if i >= nf:
+            i = 0
+        self.i = i
+        x = self.x
+        x[i] = v
+        if self.filled < nf:
+            self.filled += 1
+        filled = self.filled
+        # AMDF update and period pick.
+        d = self.d
+        lmin = self.lmin
+        sh = K_AMDF + 3 if self.quiet else K_AMDF
+        tot = 0
+        cur = 0
+        for j in range(self.nl):
+            lag = lmin + j
+            if lag >= filled:
+                break
+            k = i - lag
+            if k < 0:
+                k += nf
+            e = v - x[k]
+            if e < 0:
+                e = -e
+            cur += e >> self.dsh
+            dj = d[j]
+            dj += (e - dj) >> sh
+            d[j] = dj
+            tot += dj >> self.dsh
+        self.quiet = cur < tot >> 2
+        self._score(i, v)
+        if filled <= 2 * self.lmax:
+            self.period = 0
+        else:
+            self._pick(tot)
+        self._predict(i)
+        self._slow(v)
+
+    def _pick(self, tot):
+        d = self.d
+        nl = self.nl
+        mean = (tot // nl) << self.dsh
+        self.mean = mean
+        t = mean >> THR_SHIFT
+        self.thr = t if t > self.min_rise else self.min_rise
+        if mean <= 0:
+            self.period = 0
+            self.conf_pm = 0
+            return
+        thr = mean * 3 >> 3
+        best = -1
+        for j in range(nl):
+            dj = d[j]
+            if dj < thr and (j == 0 or dj <= d[j - 1]) and (j == nl - 1 or dj <= d[j + 1]):
+                best = j
+                break
+        if best < 0:
+            best = 0
+            for j in range(1, nl):
+                if d[j] < d[best]:
+                    best = j
+        self.period = self.lmin + best
+        c = 1000 - _pm(d[best], mean)
+        self.conf_pm = c if c > 0 else 0
+
+    def _predict(self, i):
+        p = self.period
+        w = self.w
+        pr = self.pr
+        rise = 0
+        if self.susp > 0:
+            self.susp -= 1
+        if p > w:
+            nf = self.nf
+            x = self.x
+            v = x[i]
+            # Does the load still follow its rhythm? Now against one period
+            # ago, +-1 tick for jitter; a miss by more than the usual swing
+            # (a checkpoint began, a job crashed) suspends the prediction
+            # for a period, so the old rhythm is not pre-armed for.
+            k = i - p - 1
+            if k < 0:
+                k += nf
+            e = LIM
+            nlo = LIM
+            nhi = -LIM
+            for _ in range(3):
+                g = x[k]
+                if g < nlo:
+                    nlo = g
+                if g > nhi:
+                    nhi = g
+                f = v - g
+                if f < 0:
+                    f = -f
+                if f < e:
+                    e = f
+                k += 1
+                if k >= nf:
+                    k = 0
+            self.pnow = nlo
+            self.pnow_hi = nhi
+            if e > self.mean:
+                self.susp = p
+                self.mismatches += 1
+            hi = -LIM
+            lo = LIM
+            k = i - p + 1 - self.m
+            if k < 0:
+                k += nf
+            for _ in range(self.h + 2 * self.m):
+                f = x[k]
+                if f > hi:
+                    hi = f
+                if f < lo:
+                    lo = f
+                k += 1
+                if k >= nf:
+                    k = 0
+            self.pmax = hi
+            self.pmin = lo
+            rise = hi - v
+            if REL and hi - self.pnow < rise:
+                rise = hi - self.pnow
+            if rise < self.thr or self.susp:
+                rise = 0
+        else:
+            self.pmax = self.pmin = self.pnow = self.pnow_hi = self.x[i]
+        # Remember the prediction for scoring w ticks later.
+        for j in range(w):
+            pr[j] = pr[j + 1]
+        pr[w] = rise
+        ok = (self.period > w and self.conf_pm >= self.min_conf and self.scored >= 2 * self.lmax)
+        if self.active:
+            self.active = ok and self.err_pm <= self.max_err
+        else:
+            self.active = ok and self.err_pm <= self.max_err * 3 >> 2
+
+    def _score(self, i, v):
+        # The prediction made w ticks ago against what came since.
+        w = self.w
+        if self.filled <= w + 1:
+            return
+        nf = self.nf
+        x = self.x
+        k = i - w
+        if k < 0:
+            k += nf
+        base = x[k]
+        hi = -LIM
+        for _ in range(w):
+            k += 1
+            if k >= nf:
+                k = 0
+            if x[k] > hi:
+                hi = x[k]
+        real = hi - base
+        if real < self.min_rise:
+            real = 0
+        pred = self.pr[1]                       # made w ticks ago
+        hit = pred if pred < real else real
+        false = pred - real if pred > real else 0
+        self.e_hit += (hit - self.e_hit) >> K_GUARD
+        self.e_false += (false - self.e_false) >> K_GUARD
+        if self.scored < 0x3FFFFFF:
+            self.scored += 1
+        if self.e_hit + self.e_false > 0:
+            self.err_pm = _pm(self.e_false, self.e_hit + self.e_false)
+
+    def _slow(self, v):
+        # Decimate into the slow ring; spread the slow AMDF over fast ticks.
+        self.s_n += 1
+        self.s_acc += (v - self.s_acc) // self.s_n
+        s = self.s
+        ns = self.ns
+        if self.s_n >= self.stick:
+            si = self.si + 1
+            if si >= ns:
+                si = 0
+            self.si = si
+            s[si] = self.s_acc
+            self.s_n = 0
+            if self.sfilled < ns:
+                self.sfilled += 1
+        if self.sfilled <= 2 * self.smax:
+            return
+        si = self.si
+        cur = s[si]
+        sd = self.sd
+        j = self.s_next
+        for _ in range(SLOW_LAGS_PER_TICK):
+            k = si - (self.smin + j)
+            if k < 0:
+                k += ns
+            e = cur - s[k]
+            if e < 0:
+                e = -e
+            sd[j] += (e - sd[j]) >> 4
+            j += 1
+            if j >= self.snl:
+                j = 0
+                self._slow_pick()
+        self.s_next = j
+
+    def _slow_pick(self):
+        sd = self.sd
+        n = self.snl
+        tot = 0
+        for j in range(n):
+            tot += sd[j] >> self.sdsh
+        mean = (tot // n) << self.sdsh
+        if mean <= 0:
+            self.s_period = 0
+            self.s_conf_pm = 0
+            return
+        thr = mean * 3 >> 3
+        best = -1
+        for j in range(n):
+            dj = sd[j]
+            if dj < thr and (j == 0 or dj <= sd[j - 1]) and (j == n - 1 or dj <= sd[j + 1]):
+                best = j
+                break
+        if best < 0:
+            best = 0
+            for j in range(1, n):
+                if sd[j] < sd[best]:
+                    best = j
+        p = self.smin + best
+        self.s_period = p
+        c = 1000 - _pm(sd[best], mean)
+        self.s_conf_pm = c if c > 0 else 0
+        # Phase: where, one period ago, the load rose most within a period.
+        s = self.s
+        ns = self.ns
+        k = self.si - p
+        if k < 0:
+            k += ns
+        best_rise = 0
+        at = 0
+        prev = s[k]
+        for j in range(1, p):
+            k += 1
+            if k >= ns:
+                k = 0
+            r = s[k] - prev
+            if r > best_rise:
+                best_rise = r
+                at = j
+            prev = s[k]
+        self.s_rise_in = at
+
+    # --- figures for telemetry and status (W and ms) ---
+
+    def period_ms(self):
+        return self.period * self.tick_ms
+
+    def slow_period_ms(self):
+        return self.s_period * self.stick * self.tick_ms
+
+    def slow_rise_in_ms(self):
+        """Time to the checkpoint-scale rise, from the last slow period."""
+        return self.s_rise_in * self.stick * self.tick_ms
