@@ -17,10 +17,18 @@ def _table():
 TABLE = _table()
 
 
-def crc(buf, start, end):
+def crc_plain(buf, start, end):
     # CRC over buf[start:end] without slicing (slices allocate).
     c = 0xFFFF
     t = TABLE
     for i in range(start, end):
         c = (c >> 8) ^ t[(c ^ buf[i]) & 0xFF]
     return c
+
+
+crc = crc_plain
+try:
+    from cabinet import crc_viper      # MicroPython: the viper twin (same results)
+    crc = crc_viper.crc
+except ImportError:
+    pass

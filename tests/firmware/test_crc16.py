@@ -41,3 +41,13 @@ def test_mpy_crc_does_not_allocate():
     from alloc import no_alloc
     buf = bytearray(b'123456789')
     assert no_alloc(lambda: crc(buf, 0, 9), 100, 'crc') == 0x4B37
+
+
+def test_mpy_viper_twin_agrees_with_the_plain_loop():
+    from cabinet import crc16
+    import os
+    assert crc16.crc is not crc16.crc_plain, 'the viper CRC is not in use on MicroPython'
+    for n in (0, 1, 2, 7, 64, 255, 300):
+        b = bytearray(os.urandom(n))
+        for start in (0, n // 3):
+            assert crc16.crc(b, start, n) == crc16.crc_plain(b, start, n), (n, start)
