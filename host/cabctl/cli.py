@@ -17,6 +17,11 @@ def main(argv=None):
     log.add_arguments(p)
     p.set_defaults(run=log.run)
 
+    from . import ingest
+    p = sub.add_parser("ingest", help="fleet telemetry: MQTT (cabctl log --mqtt) into PostgreSQL")
+    ingest.add_arguments(p)
+    p.set_defaults(run=ingest.run)
+
     from . import logplot
     p = sub.add_parser("plot", help="PNG of grid/battery/load/SoC/cap from a run's telemetry")
     logplot.add_arguments(p)

@@ -129,6 +129,18 @@ def add_arguments(p):
                    help="start a new part after this many minutes (0 = never)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until EOF/Ctrl-C)")
     p.add_argument("--quiet", action="store_true", help="no live view; print only the summary")
+    # --- fleet telemetry: --mqtt (mqtt_pub.py; README "Fleet telemetry: MQTT and PostgreSQL") ---
+    p.add_argument("--mqtt", metavar="URL",
+                   help="also publish every frame to this MQTT broker, mqtt://[user[:password]@]host[:port] "
+                        "(mqtts:// for TLS), on cabinet/<site>/<cabinet>/{telemetry,event,status}")
+    p.add_argument("--site", default="site", help="site name in the MQTT topics (default: site)")
+    p.add_argument("--cabinet", help="cabinet name in the MQTT topics (default: this host's name)")
+    p.add_argument("--mqtt-buffer", type=int, default=72000, metavar="FRAMES",
+                   help="frames kept while the broker is away; beyond it the oldest are dropped "
+                        "and counted (default 72000: an hour at 20 frames/s)")
+    p.add_argument("--mqtt-flush-s", type=float, default=10.0,
+                   help="at exit, wait this long for the broker to take the buffered frames (default 10)")
+    # --- end fleet telemetry ---
 
 
 def _store(args, schema):
@@ -174,6 +186,18 @@ def run(args):
         print(f"cabctl log: {e}", file=sys.stderr)
         return 2
     log = Logger(store=store, quiet=True, keep_frames=False, schema=schema)
+    # --- fleet telemetry: --mqtt (mqtt_pub.py) ---
+    pub = None
+    if args.mqtt:
+        from .mqtt_pub import MqttPublisher, attach
+        try:
+            pub = attach(log, MqttPublisher(args.mqtt, args.site, args.cabinet, buffer=args.mqtt_buffer,
+                                            stats=log.dec.stats, start=False))
+        except ValueError as e:
+            log.close()
+            print(f"cabctl log: --mqtt: {e}", file=sys.stderr)
+            return 2
+    # --- end fleet telemetry ---
     stop = threading.Event()
     if args.cmd:
         try:
@@ -236,6 +260,8 @@ def run(args):
                    files=[str(f) for f in store.files], rows_written=store.rows)
     if reader_obj is not None:
         summary["reconnects"] = reader_obj.reconnects
+    if pub is not None:                                    # fleet telemetry (--mqtt)
+        summary["mqtt"] = pub.close(timeout=args.mqtt_flush_s)
     if getattr(store, "dir", None):
         (store.dir / "log.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary), flush=True)
