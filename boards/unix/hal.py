@@ -1,6 +1,7 @@
 # Board HAL for the MicroPython unix port (software-in-the-loop).
-# The RS-485 bus is a pty served by the plant emulator; telemetry is written
-# to stdout as binary, human logs to stderr. This file and the other boards'
+# The RS-485 bus is a pty served by the plant emulator; CT sample blocks come
+# on a second pty of the plant (CABINET_CT); telemetry is written to stdout
+# as binary, human logs to stderr. This file and the other boards'
 # hal.py are the only firmware code that touches hardware-facing modules.
 import _thread
 import json
@@ -12,6 +13,18 @@ import time
 
 _DIR = __file__.rsplit('/', 1)[0] if '/' in __file__ else '.'
 VMIN, VTIME = 6, 5            # indices in termios cc (Linux); the module lacks the names
+CT_ENV = 'CABINET_CT'         # the plant's CT pty (its ready line's "ct")
+CT_HEADER = 8                 # b'CT', block counter, sample count, payload byte sum: u16 LE
+
+
+def _raw_nonblocking(f):
+    """A tty in raw mode whose reads return at once (VMIN = VTIME = 0)."""
+    fd = f.fileno()
+    termios.setraw(fd)
+    a = termios.tcgetattr(fd)
+    a[6][VMIN] = 0                # VMIN = 1 would block reads and the loop
+    a[6][VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, a)
 
 
 def load_board():
@@ -24,12 +37,7 @@ class PtyBus:
 
     def __init__(self, path, gap_ms=2):
         self.f = open(path, 'r+b')
-        fd = self.f.fileno()
-        termios.setraw(fd)
-        a = termios.tcgetattr(fd)
-        a[6][VMIN] = 0                # VMIN = 1 would block reads and the loop
-        a[6][VTIME] = 0
-        termios.tcsetattr(fd, termios.TCSANOW, a)
+        _raw_nonblocking(self.f)
         self.poll = select.poll()
         self.poll.register(self.f, select.POLLIN)
         self.gap_ms = gap_ms          # end of frame: this much silence after a byte
@@ -68,6 +76,120 @@ class PtyBus:
         return got
 
 
+class CtPipe:
+    """CT sample blocks from the plant (cabctl.plant.server.CtFeed), one per
+    mains cycle: an 8-byte header - b'CT', a block counter, the sample count,
+    the sum of the payload bytes mod 2**16, each u16 little-endian - then the
+    samples as u16 little-endian. A byte parser finds the header again after
+    a partial or lost block; a gap in the counter counts dropped blocks.
+    Nothing allocates after __init__: bytes are copied by index."""
+
+    def __init__(self, path, samples):
+        self.f = open(path, 'r+b')
+        _raw_nonblocking(self.f)
+        self._readinto = self.f.readinto
+        self.samples = samples
+        self.size = 2 * samples
+        self.scratch = bytearray(512)
+        self.hdr = bytearray(CT_HEADER)
+        self.rx = bytearray(self.size)      # the block arriving
+        self.done = bytearray(self.size)    # the newest complete one
+        self.pos = 0                        # header bytes, then payload bytes, received
+        self.payload = False
+        self.sum = 0
+        self.want_sum = 0
+        self.rx_seq = 0
+        self.seq = -1                       # counter of the last good block
+        self.new = 0                        # good blocks since the last read()
+        self.blocks = 0                     # good blocks, dropped (counter gaps),
+        self.dropped = 0                    # rejected (wrong size or byte sum)
+        self.rejected = 0
+        for _ in range(1000):               # what queued before we opened is stale
+            if not self._readinto(self.scratch):
+                break
+
+    def _feed(self, s, n):
+        i = 0
+        while i < n:
+            if self.payload:
+                rx = self.rx
+                p = self.pos
+                c = self.sum
+                end = self.size
+                while i < n and p < end:
+                    x = s[i]
+                    rx[p] = x
+                    c += x
+                    p += 1
+                    i += 1
+                self.pos = p
+                self.sum = c
+                if p == end:
+                    self._complete()
+                continue
+            x = s[i]
+            i += 1
+            p = self.pos
+            if (p == 0 and x != 0x43) or (p == 1 and x != 0x54):
+                self.pos = 1 if x == 0x43 else 0      # look for b'CT' again
+                continue
+            self.hdr[p] = x
+            p += 1
+            self.pos = p
+            if p == CT_HEADER:
+                h = self.hdr
+                self.pos = 0
+                if h[4] | (h[5] << 8) != self.samples:
+                    self.rejected += 1                # a false sync, or another n/channels:
+                    self._resync()                    # a real header may start inside it
+                    continue
+                self.rx_seq = h[2] | (h[3] << 8)
+                self.want_sum = h[6] | (h[7] << 8)
+                self.sum = 0
+                self.payload = True
+
+    def _resync(self):
+        """Keep the rejected header's tail from its next b'C' (then b'T') on."""
+        h = self.hdr
+        for i in range(1, CT_HEADER):
+            if h[i] == 0x43 and (i == CT_HEADER - 1 or h[i + 1] == 0x54):
+                for j in range(i, CT_HEADER):
+                    h[j - i] = h[j]
+                self.pos = CT_HEADER - i
+                return
+
+    def _complete(self):
+        self.payload = False
+        self.pos = 0
+        if self.sum & 0xFFFF != self.want_sum:
+            self.rejected += 1
+            return
+        self.rx, self.done = self.done, self.rx   # a swap: no tuple is built
+        seq = self.rx_seq
+        if self.seq >= 0:
+            self.dropped += (seq - self.seq - 1) & 0xFFFF
+        self.seq = seq
+        self.new += 1
+        self.blocks += 1
+
+    def read(self, arr):
+        s = self.scratch
+        for _ in range(32):                 # bounded: at most 16 KB per call
+            n = self._readinto(s)
+            if not n:
+                break
+            self._feed(s, n)
+        got = self.new
+        if got:
+            self.new = 0
+            d = self.done
+            j = 0
+            for i in range(self.samples):
+                arr[i] = d[j] | (d[j + 1] << 8)
+                j += 2
+        return got
+
+
 class Board:
     def __init__(self):
         self.cfg = load_board()
@@ -86,6 +208,27 @@ class Board:
         self._stdin_readinto = sys.stdin.buffer.readinto
         self._one = bytearray(1)
         self._in_ready()                  # first ipoll allocates its result tuple
+        self.ct = None                    # CtPipe, once the controller asks for CTs
+
+    def ct_open(self, samples, channels, rate_hz):
+        """Prepare CT sampling: blocks of `samples` u16 (channels interleaved,
+        each channel at rate_hz). Here the plant made them already: True if
+        CABINET_CT names its CT pty."""
+        path = os.getenv(CT_ENV)
+        if not path:
+            self.log('ct: %s not set: no CT samples' % CT_ENV)
+            return False
+        if self.ct is None or self.ct.samples != samples:
+            self.ct = CtPipe(path, samples)
+        return True
+
+    def read_ct_block(self, arr):
+        """Fill arr (array('H') of the ct_open size) with the newest complete
+        block; the number of blocks that arrived since the last call (0: none,
+        arr untouched). No allocation."""
+        if self.ct is None:
+            return 0
+        return self.ct.read(arr)
 
     def console_readinto(self, buf):
         """Bytes waiting on the console (stdin), without blocking: 0 if none."""

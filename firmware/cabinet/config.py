@@ -59,6 +59,8 @@ SPEC = {
     'pv_curtail_margin_w': (2000000, 0, MAX_W),  # PV limit kept this far below what fits
     'genset_map': ('', None, None),           # genset controller map ('' = contact only)
     'genset_unit': (3, 1, 247),
+    'ct': ({}, None, None),                   # current transformers ({}: none, meter only);
+                                              # keys in cabinet/ct_config.py
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
     'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)
@@ -98,6 +100,9 @@ def validate(overrides, where='config'):
         _below(cfg, where, 'grid_floor_w', 'cap_w')
     tou.validate(cfg['tou'], {'max_w': MAX_W, 'cap_w': cfg['cap_w'],
                               'recharge_w': cfg['recharge_w']}, where)
+    if cfg['ct']:
+        from cabinet import ct_config     # only sites with CTs load it
+        ct_config.validate(cfg['ct'], where + ': ct')
     return cfg
 
 

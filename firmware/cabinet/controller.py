@@ -11,8 +11,17 @@
 # following its setpoint (0 W, disabled). SAFE is held for safe_hold_ms and
 # left after recover_cycles good cycles in a row. Every transition is counted
 # and its cause sent in telemetry.
+#
+# Current transformers (config "ct", cabinet/ct_config.py; {} = none): each
+# cycle the newest CT block from the board is turned into grid power (ct_w)
+# and, while fresh and trusted, replaces the meter's grid_w as the dispatch
+# input; the meter stays the slow reference and the failsafe's only judge
+# (a lost meter is still SAFE). CT and meter are compared at every new meter
+# reading; a lasting disagreement sets ct_alarm bit 0 (no state transition)
+# and dispatch falls back to the meter until it clears.
 import time
 import micropython
+from array import array
 from cabinet import devmap, dispatch, events, health, modbus, site, telemetry
 from cabinet.devmap import INVALID
 
@@ -44,6 +53,8 @@ ALARM_FAULT = 1           # PCS alarm bits we act on
 ALARM_ISLANDED = 2
 PV_NO_LIMIT = 0x1FFFFFFF
 EVENT_SITE = 5
+CT_DISAGREE = 1           # ct_alarm bits: CT and meter disagree (alarm held)
+CT_STALE = 2              # CTs configured, no fresh block (none, or older than max_age_ms)
 
 
 def _link(cfg, prefix):
@@ -104,6 +115,8 @@ class Controller:
         self.tt = [self.tframe.index(n) for n in
                    ('seq', 'uptime_ms', 'event', 'from_state', 'to_state', 'cause')]
         self.tframe.put(self.tt[2], events.TRANSITION)
+        self.t_ct = (f.index('ct_w'), f.index('ct_alarm'))
+        self._ct_setup(cfg.get('ct'))
         self.armed = cfg['armed']
         self.config_source = 'file'
         self.commands = None                  # set by main: the console command channel
@@ -157,6 +170,8 @@ class Controller:
 
     def apply_config(self, cfg):
         """A validated config from a command: the engine and limits follow at once."""
+        if cfg.get('ct') != self.cfg.get('ct'):
+            self._ct_setup(cfg.get('ct'))
         self.cfg = cfg
         self.engine = dispatch.from_config(cfg)
         self.armed = cfg['armed']
@@ -255,6 +270,53 @@ class Controller:
                 if moved > tol or moved < -tol:
                     self.off_ms = 0
 
+    def _ct_setup(self, over):
+        """(Re)build CT sensing from the config's "ct" object ({}/None: none).
+        Boot or set_config time: allocates."""
+        self.ct = None
+        self.ct_use = False
+        self.ct_w = self.ct_alarm = 0
+        if not over:
+            return
+        from cabinet import ct, ct_config
+        c = ct.validate(over)
+        m = ct.Ct(c)
+        size = m.n * m.nch
+        self.ct_blk = array('H', [0] * size)
+        opener = getattr(self.board, 'ct_open', None)
+        if opener is None or not opener(size, m.nch, m.rate_hz):
+            self.board.log('ct: the board delivers no CT samples: dispatching on the meter')
+        on, off = ct_config.alarm_w(c)
+        self.ct_check = ct.Disagreement(on, off, c['alarm_hold_ms'])
+        self.ct_max_age_ms = c['max_age_ms']
+        self.ct_age_ms = c['max_age_ms'] + 1    # nothing yet
+        self.ct_dt_ms = 0                       # since the last CT/meter comparison
+        self.ct_alarm = CT_STALE
+        self.ct = m
+
+    def _read_ct(self, dt_ms):
+        """The newest CT block (if one came), the CT/meter check, and whether
+        dispatch may use ct_w this cycle."""
+        m = self.ct
+        if m is None:
+            return
+        if self.board.read_ct_block(self.ct_blk):
+            self.ct_w = m.process(self.ct_blk)
+            self.ct_age_ms = 0
+        elif self.ct_age_ms <= self.ct_max_age_ms:
+            self.ct_age_ms += dt_ms
+        fresh = self.ct_age_ms <= self.ct_max_age_ms
+        # Time since the last comparison, counted while the CTs are fresh only.
+        self.ct_dt_ms = self.ct_dt_ms + dt_ms if fresh and self.ct_dt_ms < 600000 else 0
+        # A meter reading arrived this cycle (Link.ok() zeroes its age):
+        # compare it with the CT power of the same moment.
+        if fresh and self.meter_link.age_ms == 0:
+            self.ct_check.update(self.ct_w, self.grid_w, self.ct_dt_ms)
+            self.ct_dt_ms = 0
+        alarm = self.ct_check.alarm
+        self.ct_alarm = (CT_DISAGREE if alarm else 0) | (0 if fresh else CT_STALE)
+        self.ct_use = fresh and not alarm
+
     def _judge(self, dt_ms):
         """The most serious cause this cycle and the state it leads to."""
         cfg = self.cfg
@@ -345,12 +407,14 @@ class Controller:
         self._read_pcs(dt_ms)
         self._judge(dt_ms)
         self._site(dt_ms)
+        self._read_ct(dt_ms)
         p = self.pcs
         st = self.state
         enable = 1
         if st == RUN or st == DEGRADED:
             status = dispatch.ST_OUTAGE if self.site.outage else 0
-            setpoint = self.engine.step(self.grid_w, self.batt_w, self.soc, self.cha, self.dis,
+            grid = self.ct_w if self.ct_use else self.grid_w
+            setpoint = self.engine.step(grid, self.batt_w, self.soc, self.cha, self.dis,
                                         status, self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
             reason = self.engine.reason
         else:
@@ -408,6 +472,8 @@ class Controller:
         f.put(t[20], self.genset_w)
         f.put(t[21], self.voltage_dv)
         f.put(t[22], self.freq_mhz)
+        f.put(self.t_ct[0], self.ct_w)
+        f.put(self.t_ct[1], self.ct_alarm)
         self.board.send_telemetry(f.seal())
 
     def run(self):

@@ -20,6 +20,9 @@
 # are unsigned (ptr32 zero-extends on x64), so samples live in array('h') and
 # are sign-extended by hand: (u ^ 0x8000) - 0x8000.
 from array import array
+# The site's "ct" object: SPEC, PER_CT and validate() live in ct_config.py
+# (validating a config need not load the loops below); re-exported here.
+from cabinet.ct_config import PER_CT, SPEC, validate  # noqa: F401
 
 try:
     import micropython
@@ -211,58 +214,6 @@ def _rms_q4(a):
             break
         x = y
     return x << (4 - k) if k <= 4 else x >> (k - 4)
-
-
-# --- Configuration: the site's "ct" object (boot time, may allocate) ----------
-
-SPEC = {    # key: (default, min, max)
-    'hz': (60, 50, 60), 'n': (64, 8, 256), 'channels': (3, 1, 8),
-    'bias_shift': (4, 0, 10),               # bias IIR time constant: 2**k cycles
-    'mv_fs': (400000, 1000, 1 << 29), 'v_gain_ppm': (1000000, 500000, 2000000),
-    'v_nom_mv': (277000, 0, 1 << 29),       # CT without voltage: apparent power at this
-}
-PER_CT = {  # one entry per CT (1..4), or one number for all
-    'i_ch': ([0, 1, 2], 0, 7), 'v_ch': (-1, -1, 7), 'ma_fs': (150000, 100, 1 << 29),
-    'gain_ppm': (1000000, 500000, 2000000), 'offset_ma': (0, -(1 << 25), 1 << 25),
-    'phase_cdeg': (0, -35999, 35999),
-}
-
-
-def _check(where, at, x, lo, hi):
-    if type(x) is not int or not lo <= x <= hi:
-        raise ValueError('%s: %s = %r is outside %d..%d' % (where, at, x, lo, hi))
-
-
-def validate(over, where='ct'):
-    """Defaults merged with the site's "ct" object; a ValueError names key, CT and value."""
-    for key in over:
-        if key not in SPEC and key not in PER_CT:
-            raise ValueError('%s: unknown key %r' % (where, key))
-    c = {}
-    for key, (dflt, lo, hi) in SPEC.items():
-        c[key] = over.get(key, dflt)
-        _check(where, key, c[key], lo, hi)
-    ich = over.get('i_ch', PER_CT['i_ch'][0])
-    nct = len(ich) if type(ich) is list else 0
-    for key, (dflt, lo, hi) in PER_CT.items():
-        given = over.get(key, dflt)
-        v = c[key] = [given] * nct if type(given) is int else given
-        if type(v) is not list or len(v) != nct or not 1 <= nct <= 4:
-            raise ValueError('%s: %r = %r needs one integer per CT (1..4 CTs), or one for all'
-                             % (where, key, given))
-        for i, x in enumerate(v):
-            _check(where, '%s[%d]' % (key, i), x, lo, hi)
-    ich = c['i_ch']
-    for k in range(nct):
-        vc = c['v_ch'][k]
-        if max(ich[k], vc) >= c['channels'] or vc in ich or ich.count(ich[k]) > 1:
-            raise ValueError('%s: CT %d: channel %d, voltage %d: shared or not below channels %d'
-                             % (where, k, ich[k], vc, c['channels']))
-        lim = c['ma_fs'][k] // 16
-        _check(where, 'offset_ma[%d] (ma_fs / 16)' % k, c['offset_ma'][k], -lim, lim)
-    if c['hz'] not in (50, 60):
-        raise ValueError('%s: hz must be 50 or 60' % where)
-    return c
 
 
 class Ct:

@@ -15,10 +15,17 @@ result can be applied on top of an earlier one. A least-squares line per CT,
 true = gain * uncalibrated + offset, gives the new gain_ppm (1000000 = 1.0)
 and offset_ma; they are checked against the firmware's own limits
 (cabinet.ct.validate) and printed as the site config's "ct" object.
+
+`--apply-port PORT --key-file K` sends it to a running cabinet instead (or as
+well): the device's own "ct" object is read first (get_config) as the
+calibration in use unless --site is given, then `set_config` with the new
+"ct" (the command `cabctl cmd set ct=...` would send); the device validates it
+and applies it at once, no reboot.
 """
 import json
 import os
 import sys
+import time
 
 from . import fw  # noqa: F401  (puts the firmware on sys.path)
 from cabinet import ct  # noqa: E402
@@ -124,6 +131,49 @@ def _load(path):
     return obj
 
 
+def serial_commander(path, baud, key, timeout):
+    """command(cmd, args) -> the device's command_result event, over its console."""
+    import serial
+    from . import cmd as cmdline
+    from .telemetry import StreamDecoder, load_schema
+    try:
+        port = serial.Serial(path, baud, timeout=0.1)
+    except serial.SerialException as e:
+        raise CalibrationError(f"cannot open {path}: {e}") from None
+    dec = StreamDecoder(load_schema())
+
+    def command(cmd, args):
+        cid, data = cmdline.line(cmd, args, key)
+        port.write(data)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for rec in dec.feed(port.read(4096)):
+                if rec.get("event") == "command_result" and rec.get("id") == cid:
+                    return rec
+        raise CalibrationError(f"no reply from {path} within {timeout:g} s")
+    return command
+
+
+def device_ct(command):
+    """The "ct" object the device runs with ({}: none)."""
+    rep = command("get_config", None)
+    if not rep.get("ok"):
+        raise CalibrationError(f"get_config refused: {rep.get('message')}")
+    ct_obj = (rep.get("data") or {}).get("ct") or {}
+    if not isinstance(ct_obj, dict):
+        raise CalibrationError(f"the device's ct is not an object: {ct_obj!r}")
+    return ct_obj
+
+
+def apply_to_device(command, new):
+    """set_config with the new "ct" object; the device's reply message."""
+    rep = command("set_config", {"ct": new})
+    if not rep.get("ok"):
+        raise CalibrationError(f"the device refused the calibration: {rep.get('code')}: "
+                               f"{rep.get('message')}")
+    return rep.get("message", "")
+
+
 def add_arguments(p):
     p.add_argument("--point", action="append", required=True, metavar="KNOWN_MA:R0,R1,..",
                    help="a known current (mA: one, or one per CT) and each CT's reading (mA); "
@@ -131,14 +181,34 @@ def add_arguments(p):
     p.add_argument("--site", help="site config whose calibration was active during the readings "
                                   "(default: --apply-to)")
     p.add_argument("--apply-to", metavar="SITE_JSON", help="write the result into this site config")
+    p.add_argument("--apply-port", metavar="PORT",
+                   help="send the result to the cabinet on this console (set_config); without "
+                        "--site, the calibration in use is read from the device")
+    p.add_argument("--key-file", help="the device key (32 bytes), for --apply-port")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--timeout", type=float, default=5.0, help="--apply-port: reply deadline (s)")
 
 
-def run(args):
+def run(args, command=None):
+    """command: replaces the serial console of --apply-port (tests)."""
     try:
+        apply_port = getattr(args, "apply_port", None)
+        if apply_port and command is None:
+            if not args.key_file:
+                raise CalibrationError("--apply-port needs --key-file (set_config is authenticated)")
+            try:
+                with open(args.key_file, "rb") as f:
+                    key = f.read()
+            except OSError as e:
+                raise CalibrationError(f"{args.key_file}: {e.strerror}") from None
+            command = serial_commander(apply_port, args.baud, key, args.timeout)
         site_path = args.site or args.apply_to
         site = {}
         if args.site or (site_path and os.path.exists(site_path)):
             site = _load(site_path)             # --site must exist; --apply-to may be new
+        elif command is not None:
+            site = {"ct": device_ct(command)}
+            site_path = apply_port or "the device"
         site_ct = site.get("ct", {})
         points = [parse_point(t) for t in args.point]
         nct = len(points[0][1])
@@ -167,4 +237,11 @@ def run(args):
             f.write("\n")
         os.replace(tmp, args.apply_to)
         print(f"wrote {args.apply_to}", file=sys.stderr)
+    if command is not None:
+        try:
+            msg = apply_to_device(command, new)
+        except CalibrationError as e:
+            print(f"cabctl calibrate: {e}", file=sys.stderr)
+            return 1
+        print(f"sent to {apply_port or 'the device'}: {msg}", file=sys.stderr)
     return 0

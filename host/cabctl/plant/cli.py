@@ -1,4 +1,11 @@
-"""`cabctl plant`: serve the emulated meter and PCS on a pty (or a real port)."""
+"""`cabctl plant`: serve the emulated meter and PCS on a pty (or a real port).
+
+With --ct, or a "ct" object in the --config file (CtSignalConfig fields, plus
+"reverse": [CT indexes mounted backwards] and "seed"), the plant also writes
+CT sample blocks to a second pty; its ready line then names it ("ct") with the
+matching firmware config ("ct_config"). The unix board reads it from the
+CABINET_CT environment variable.
+"""
 import json
 import signal
 import sys
@@ -7,7 +14,7 @@ import time
 from .. import profiles
 from . import faults
 from .model import Plant, PlantConfig
-from .server import PlantIO, announce, serve
+from .server import CtFeed, PlantIO, announce, serve
 
 
 def add_arguments(p):
@@ -20,7 +27,11 @@ def add_arguments(p):
     p.add_argument("--profile", default="demo",
                    help="load profile: built-in scenario (cabctl profile list) or profile file")
     p.add_argument("--seed", type=int, default=1, help="load profile seed (generated scenarios)")
-    p.add_argument("--config", help="JSON of PlantConfig fields (capacity_wh, pcs_tau_ms, ...)")
+    p.add_argument("--config", help="JSON of PlantConfig fields (capacity_wh, pcs_tau_ms, ...), "
+                                    "and optionally \"ct\": CT signal settings (see --ct)")
+    p.add_argument("--ct", action="store_true",
+                   help="serve CT sample blocks on a second pty (default signal settings "
+                        "unless the --config file has a \"ct\" object)")
     p.add_argument("--fault", action="append", default=[], metavar="KIND[@START[+DURATION]]",
                    help="inject a fault (repeatable): " + ", ".join(faults.KINDS))
 
@@ -30,6 +41,7 @@ def run(args):
     # the ground-truth CSV is closed complete.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     overrides = json.loads(open(args.config).read()) if args.config else {}
+    ct_cfg = overrides.pop("ct", {} if args.ct else None)
     unknown = set(overrides) - set(PlantConfig().to_dict())
     if unknown:
         sys.exit(f"cabctl plant: {args.config}: unknown keys {sorted(unknown)}")
@@ -47,6 +59,13 @@ def run(args):
         sys.exit(f"cabctl plant: {e}")
     plant = Plant(cfg, profile.at)
     io = PlantIO(plant, args.meter_map, args.pcs_map, faults=schedule)
+    extra = {}
+    if ct_cfg is not None:
+        try:
+            io.ct = CtFeed(ct_cfg)
+        except (TypeError, ValueError) as e:
+            sys.exit(f"cabctl plant: ct: {e}")
+        extra = {"ct": io.ct.path, "ct_config": io.ct.firmware_config()}
     if args.port:
         import serial
         port = serial.Serial(args.port, args.baud)
@@ -61,5 +80,5 @@ def run(args):
                                            "plant": cfg.to_dict(),
                                            "profile": profile.name,
                                            "profile_s": profile.duration_s,
-                                           "faults": args.fault}))
+                                           "faults": args.fault, **extra}))
     print(json.dumps(result), file=sys.stderr)
