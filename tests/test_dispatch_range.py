@@ -117,3 +117,75 @@ def test_the_check_itself_catches_overflow(engine_cls):
     e = engine_cls.Engine(config.validate({}))
     with pytest.raises(RangeError):
         e.step(8 * GW, 8 * GW, 5000, GW, GW, 0, 0, engine_cls.NO_LIMIT, 50)
+
+
+# --- the feed-forward input and the predictor (cabinet/predict.py) ---
+
+def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
+    rng = random.Random(20261129)
+    for _ in range(150):
+        cfg = random_config(rng)
+        cfg["pred_min_grid_w"] = rng.choice([0, extreme(rng, 0, cfg["cap_w"] - 1)])
+        e = engine_cls.Engine(cfg)
+        for _ in range(200):
+            e.step(extreme(rng, -GW, GW), extreme(rng, -GW, GW), extreme(rng, -100, 10100),
+                   extreme(rng, 0, GW), extreme(rng, 0, GW),
+                   rng.choice([0, 0, 1, 2, 3]), rng.randint(0, 1439),
+                   rng.choice([engine_cls.NO_LIMIT, extreme(rng, 0, GW)]),
+                   extreme(rng, -5, 3_600_000),
+                   rng.choice([0, extreme(rng, -GW, GW), extreme(rng, -GW, GW)]))
+            assert abs(e.ff) < 1 << 28
+
+
+@pytest.fixture
+def predict_mod():
+    mod, code = checked("predict")
+    exec(code, mod.__dict__)
+    return mod
+
+
+def random_pred_config(rng):
+    tick = rng.choice([10, 50, 50, 100, 1000])
+    pmin = rng.choice([20, 300, 1000])
+    return {"pred_enabled": True, "pred_tick_ms": tick,
+            "pred_period_min_ms": pmin,
+            "pred_period_max_ms": rng.choice([pmin + tick, 5000, 60000]),
+            "pred_lead_ms": rng.choice([0, 75, 2000]), "pred_early_ms": rng.choice([0, 50, 1000]),
+            "pred_late_ms": rng.choice([0, 50, 1000]),
+            "pred_min_rise_w": rng.choice([0, 250_000, GW]),
+            "pred_min_conf_pm": rng.choice([0, 500, 1000]),
+            "pred_max_err_pm": rng.choice([0, 300, 1000]), "pred_drops": rng.random() < 0.5,
+            "pred_slow_tick_ms": rng.choice([100, 2000, 60000]),
+            "pred_slow_period_min_s": rng.choice([1, 10]),
+            "pred_slow_period_max_s": rng.choice([20, 600, 7200])}
+
+
+def extreme_loads(rng, n):
+    """Square waves between the extremes, random jumps and constant stretches."""
+    kind = rng.randrange(3)
+    period = rng.randint(2, 120)
+    out = []
+    for k in range(n):
+        if kind == 0:
+            out.append(GW if k % period < period // 2 else -GW)
+        elif kind == 1:
+            out.append(extreme(rng, -GW, GW))
+        else:
+            out.append(GW if k < n // 2 else -GW)
+    return out
+
+
+def test_predictor_stays_in_range_up_to_1_gw(predict_mod):
+    rng = random.Random(20261130)
+    for _ in range(14):
+        pr = predict_mod.Predictor(random_pred_config(rng))
+        h = pr.hints
+        for k, x in enumerate(extreme_loads(rng, 1500)):
+            if k % 97 == 0:
+                h.add(rng.randint(1, 6), extreme(rng, -600000, 86400000), extreme(rng, 0, GW),
+                      extreme(rng, 0, 600000), rng.randint(0, 1 << 30 - 1))
+            dt = extreme(rng, -5, 100_000)
+            ff = pr.skip(dt) if k % 53 == 0 else pr.update(x, dt)
+            assert abs(ff) < 1 << 30
+        pr.period_ms(), pr.slow_period_ms(), pr.slow_rise_in_ms()
+        assert 0 <= pr.conf_pm <= 1000 and 0 <= pr.err_pm <= 1000

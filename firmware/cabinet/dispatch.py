@@ -190,7 +190,7 @@ class Engine:
         lp = load
         ff = 0
         if ff_w:
-            ff = self._cut_ff(ff_w >> Q, load)
+            ff = self._cut_ff(ff_w >> Q, load, dt)
             lv = load + ff
             if ff > 0:
                 lp = lv
@@ -238,20 +238,22 @@ class Engine:
             self._narrow(self._batt - step, self._batt + step, SLEW)
         return self._finish(pref, why, lv)
 
-    def _cut_ff(self, ff, load):
-        # The part of the feed-forward the window leaves room for. A rise
-        # first bounds the real grid (load - battery) below by min_grid, then
-        # may lower it from the planned grid (self._grid) down to the
-        # window's top; a drop may raise it up to the window's bottom (the
-        # cap, DR), and only under ramp-down smoothing. Units, |ff| < 2**28.
+    def _cut_ff(self, ff, load, dt):
+        # A rise first bounds the real grid (load - battery) below by
+        # min_grid. Under ramp-up smoothing it is then cut to what the
+        # battery can cover (window top) with the planned grid rising no
+        # faster than allowed, so a rise the battery cannot pre-arm does not
+        # lift the planned grid ahead of the load. A drop may raise the real
+        # grid from the planned one (self._grid) up to the window's bottom
+        # (the cap, DR), and only under ramp-down smoothing. Units,
+        # |ff| < 2**28.
         if ff > 0:
             if self.min_grid > 0:
                 self._narrow(-NO_LIMIT, load - self.min_grid, NO_EXPORT)
-            room = self._grid - load + self._hi
-            if ff > room:
-                ff = room
-            if ff < 0:
-                ff = 0
+            if self.ramp_up:
+                room = self._grid + _per_cycle(self.up_hi, self.up_lo, dt) - load + self._hi
+                if ff > room:
+                    ff = room if room > 0 else 0
         else:
             if not self.ramp_dn:
                 return 0

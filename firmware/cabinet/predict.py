@@ -2,48 +2,64 @@
 # job events, turned into a feed-forward for the dispatch engine
 # (Engine.step(..., ff_w)). Pure integer code, no I/O, no allocation per
 # update (preallocated array('i') rings); runs unchanged on CPython and
-# MicroPython. Every intermediate stays below 2**30 (tests/test_dispatch_range.py).
+# MicroPython; every intermediate stays below 2**30 in magnitude
+# (tests/test_dispatch_range.py).
 #
-# Fast channel (iteration rhythm): the load, decimated to one sample per
-# tick_ms, goes into a ring. An exponentially averaged magnitude difference
-# function D[L] = avg |x[t] - x[t-L]| over the lags of the period search
-# range (AMDF: a periodic load has a deep minimum at its period) gives the
-# period P: the first local minimum below 3/8 of the mean, else the deepest.
-# Confidence = 1 - D[P] / mean(D), per mille. The prediction is the load one
-# period ago at the phase of the next lead_ms (widened by margin_ms on both
-# sides for period jitter): rise = that maximum - the load now, drop = the
-# load now - that minimum.
+# Fast channel (iteration rhythm, period 0.3..5 s). The load, decimated to
+# one sample per tick_ms, goes into a ring. An exponentially averaged
+# magnitude difference function D[L] = avg |x[t] - x[t-L]| over the lags of
+# the search range (AMDF: a periodic load has a deep minimum at its period)
+# gives the period P: the first local minimum below 3/8 of the mean of D,
+# else the deepest one. Confidence = 1 - D[P] / mean(D), per mille. While the
+# load barely moves against its usual swing (a checkpoint), D is updated 8x
+# slower, so the rhythm survives the pause.
 #
-# Guard: every prediction is scored when its window has passed, whether it
-# was acted on or not (shadow mode). hit = min(predicted, realized rise),
-# false = what was predicted but did not come. err_pm = false / (hit +
-# false), exponentially averaged. The fast channel only acts while err_pm
-# <= max_err_pm and confidence >= min_conf_pm: a load without rhythm gets
-# false alarms, the guard closes, and the engine is purely reactive again.
-# (A missed rise costs nothing against the reactive engine; a false one
-# dips the grid and spends battery, so only false alarms close the guard.)
+# Prediction: the load one period ago over the coming window [now + 1 tick,
+# now + lead] (plus early_ms before it for period jitter, late_ms after it
+# for a late step). rise = that maximum - the load now, but no more than
+# the rise seen one period ago (its max - the lowest load around this phase
+# then), so a level offset of another job is not taken for a step; rises
+# below max(min_rise, mean(D)/4) are ignored. Drops alike; they are fed
+# forward only with pred_drops (the engine uses them under ramp-down
+# smoothing only; in the texas simulation they added little and made the
+# 1 s grid ramp worse, so they are off by default).
 #
-# Slow channel (checkpoint rhythm): the same AMDF on a second ring of
-# slow_tick_ms means (period search 10..600 s), updated a few lags per tick.
-# It reports the checkpoint period, its confidence and the time to the
-# largest rise of the last period (its phase); it does not drive the
-# feed-forward (its timing is a slow tick wide: use job hints for that).
+# Guards. (1) Rhythm check: if the load now differs from one period ago
+# (+-1 tick) by more than mean(D) (a checkpoint began, a job crashed), the
+# fast channel is suspended for a period. (2) Scoring: every prediction is
+# scored when its window has passed, whether acted on or not (shadow mode):
+# hit = min(predicted, realized rise), false = what was predicted but did
+# not come; err_pm = avg false / avg (hit + false). The fast channel acts
+# only while err_pm <= max_err_pm (reopens below 3/4 of it) and confidence
+# >= min_conf_pm: a load without rhythm gets false alarms, the guard
+# closes, and the engine is purely reactive again. (A missed rise costs
+# nothing against the reactive engine; a false one dips the grid and spends
+# battery, so only false alarms close the guard.)
+#
+# Slow channel (checkpoint rhythm, period 10..600 s): the same AMDF on a
+# second ring of slow_tick_ms means, a few lags per fast tick. It reports
+# the checkpoint period, its confidence and the time to the largest rise of
+# the last period (its phase); it does not drive the feed-forward (its
+# timing is a slow tick wide: job hints give the exact moment).
 #
 # Hints: announced job events with a time and a power step (job start,
-# checkpoint start/end, job end, maintenance), held in a preallocated table
+# checkpoint start/end, job end, maintenance) in a preallocated table
 # (Hints) that the command channel fills. A hint arms the feed-forward from
-# lead_ms before it is due until the step has been seen (half of it) or its
-# window after the due time has passed; then it is dropped.
+# lead_ms before it is due until half of its step has been seen, or until
+# its window after the due time has passed; then it is dropped. A large
+# announced drop also mutes the fast channel (the rhythm stops there).
 #
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
 
 Q = 3
 LIM = (1 << 27) - 1          # |load| clamp in units (~1.07 GW)
-K_AMDF = 7                   # AMDF averaging: 2**7 = 128 ticks (6.4 s at 50 ms)
+STRIDE = 2                   # each tick updates every other lag of the AMDF, in turn
+K_AMDF = 6                   # AMDF averaging: 2**6 updates, one every STRIDE ticks
+                             # (128 ticks, 6.4 s at 50 ms)
 K_GUARD = 7                  # guard averaging: 128 ticks
-SLOW_LAGS_PER_TICK = 8       # slow AMDF work per fast tick
-REL = True
+SLOW_LAGS_PER_TICK = 4       # slow AMDF work per fast tick
+K_SLOW = 6                   # slow AMDF averaging: 64 updates (~2 min at 2 s ticks)
 THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
 
 # Hint kinds: rises 1..3, drops 4..6 (the command channel's names).
@@ -55,6 +71,8 @@ JOB_END = 5
 MAINT = 6
 KINDS = ('', 'job_start', 'ckpt_end', 'maint_end', 'ckpt_start', 'job_end', 'maint')
 MAX_HINTS = 8
+MAX_LAGS = 256               # fast period search: at most this many lags (ticks)
+MAX_SLOW_LAGS = 600          # slow period search
 
 
 def _pm(a, b):
@@ -67,6 +85,32 @@ def _pm(a, b):
     if b <= 0:
         return 1000
     return 1000 * a // b
+
+
+def _first_dip(d, n, mean):
+    """Index of the period in an AMDF d[0..n-1]: the first local minimum
+    below 3/8 of the mean, else the deepest; -1 if there is no signal."""
+    if mean <= 0:
+        return -1
+    thr = mean * 3 >> 3
+    for j in range(n):
+        dj = d[j]
+        if dj < thr and (j == 0 or dj <= d[j - 1]) and (j == n - 1 or dj <= d[j + 1]):
+            return j
+    best = 0
+    for j in range(1, n):
+        if d[j] < d[best]:
+            best = j
+    return best
+
+
+def _bits(n):
+    # int.bit_length() is not in every MicroPython build.
+    b = 0
+    while n:
+        n >>= 1
+        b += 1
+    return b
 
 
 def _ceil_div(a, b):
@@ -90,6 +134,8 @@ class Hints:
         self.seen = 0                            # the step came: consumed
         self.expired = 0                         # its window passed without the step
         self.dropped = 0                         # table full: the latest-due one replaced
+        self.drops_seen = 0                      # announced drops that came
+        self.last_drop = 0                       # the size of the last one (units)
         self.rise = 0                            # armed now (units), set by step()
         self.drop = 0
 
@@ -127,6 +173,46 @@ class Hints:
         self.added += 1
         return slot
 
+    def command(self, args):
+        """The device command `hint` (cabinet/commands.py): args
+        {"event": NAME, "in_ms": int, "power_w": int, "window_ms": int,
+        "job": int, "for_ms": int}, NAME one of KINDS; "maint" with for_ms
+        also stores its end (a rise back) for_ms later. {"event": "clear"}
+        forgets all hints ({"job": J}: that job's); {"event": "list"} shows
+        them. Returns (ok, message, data); raises ValueError on bad args."""
+        ev = args.get('event')
+        job = args.get('job', 0)
+        if type(job) is not int or not 0 <= job <= 0x3FFFFFFF:
+            raise ValueError('job must be an int in 0..1073741823')
+        if ev == 'clear':
+            n = self.clear(job if 'job' in args else -1)
+            return True, 'cleared %d hints' % n, {'pending': self.count()}
+        if ev == 'list':
+            return True, '', {'pending': [[KINDS[self.kind[i]], self.due[i], self.power[i],
+                                           self.window[i], self.job[i]]
+                                          for i in range(self.n) if self.kind[i]],
+                              'added': self.added, 'seen': self.seen,
+                              'expired': self.expired, 'dropped': self.dropped}
+        if ev not in KINDS or not ev:
+            raise ValueError('event must be one of %s, clear, list' % ', '.join(KINDS[1:]))
+        vals = []
+        for key, default in (('in_ms', None), ('power_w', None), ('window_ms', 250),
+                             ('for_ms', 0)):
+            v = args.get(key, default)
+            if type(v) is not int:
+                raise ValueError('%s must be an int' % key)
+            vals.append(v)
+        in_ms, power, window, for_ms = vals
+        kind = KINDS.index(ev)
+        if kind == MAINT and not 0 <= for_ms <= 86400000 - in_ms:
+            raise ValueError('for_ms must be in 0..86400000 - in_ms')
+        if self.add(kind, in_ms, power, window, job) < 0:
+            return False, 'hint table full (%d hints, all due sooner)' % self.n, None
+        if kind == MAINT and for_ms:
+            if self.add(MAINT_END, in_ms + for_ms, power, window, job) < 0:
+                return False, 'hint table full: maintenance end not stored', None
+        return True, '%s in %d ms, %d W' % (ev, in_ms, power), {'pending': self.count()}
+
     def clear(self, job=-1):
         """Forget every hint (job < 0) or those of one job. Returns how many."""
         k = 0
@@ -142,6 +228,19 @@ class Hints:
             if self.kind[i]:
                 k += 1
         return k
+
+    def age(self, dt_ms):
+        """Advance the clocks without a load reading (no arming, no
+        consumption); expired hints are dropped."""
+        for i in range(self.n):
+            if self.kind[i]:
+                d = self.due[i] - dt_ms
+                if d < -self.window[i]:
+                    self.kind[i] = 0
+                    self.expired += 1
+                self.due[i] = d
+        self.rise = 0
+        self.drop = 0
 
     def step(self, dt_ms, load, lead_ms):
         """Advance by dt_ms at load (units); the armed rise and drop in units."""
@@ -161,6 +260,9 @@ class Hints:
                 if moved + moved >= p:           # half the step came: consumed
                     self.kind[i] = 0
                     self.seen += 1
+                    if kd > MAINT_END:
+                        self.drops_seen += 1
+                        self.last_drop = p
                     continue
             if d < -self.window[i]:
                 self.kind[i] = 0
@@ -172,44 +274,52 @@ class Hints:
                     self.base[i] = load
                 if kd <= MAINT_END:
                     rise += p
+                    if rise > LIM:
+                        rise = LIM
                 else:
                     drop += p
-        if rise > LIM:
-            rise = LIM
-        if drop > LIM:
-            drop = LIM
+                    if drop > LIM:
+                        drop = LIM
         self.rise = rise
         self.drop = drop
         return rise
 
 
 class Predictor:
-    """Per-cycle feed-forward for Engine.step. cfg keys (all optional):
+    """Per-cycle feed-forward for Engine.step.
+
+    cfg: the site config; the pred_* keys are optional (defaults below):
     pred_enabled, pred_tick_ms, pred_period_min_ms, pred_period_max_ms,
-    pred_lead_ms, pred_margin_ms, pred_min_rise_w, pred_min_conf_pm,
-    pred_max_err_pm, pred_slow_tick_ms, pred_slow_period_min_s,
-    pred_slow_period_max_s (see config.py)."""
+    pred_lead_ms, pred_early_ms, pred_late_ms, pred_min_rise_w,
+    pred_min_conf_pm, pred_max_err_pm, pred_drops, pred_slow_tick_ms,
+    pred_slow_period_min_s, pred_slow_period_max_s.
+    hints: a Hints table (the command channel's), or None for a new one.
+    Everything is allocated here; update() allocates nothing."""
 
     def __init__(self, cfg, hints=None):
         g = cfg.get
         self.enabled = g('pred_enabled', False)
         self.tick_ms = tick = g('pred_tick_ms', 50)
-        self.lead_ms = g('pred_lead_ms', 100)
+        self.lead_ms = g('pred_lead_ms', 75)
         self.lmin = max(2, g('pred_period_min_ms', 300) // tick)
         self.lmax = max(self.lmin + 1, g('pred_period_max_ms', 5000) // tick)
+        if self.lmax > self.lmin + MAX_LAGS - 1:
+            self.lmax = self.lmin + MAX_LAGS - 1      # bounds RAM and the work per tick
         self.h = max(1, _ceil_div(self.lead_ms, tick))
-        self.m = _ceil_div(g('pred_margin_ms', 50), tick)
+        self.m = _ceil_div(g('pred_late_ms', 0), tick)
+        self.me = _ceil_div(g('pred_early_ms', 50), tick)
         self.min_rise = g('pred_min_rise_w', 250000) >> Q
         self.min_conf = g('pred_min_conf_pm', 500)
-        self.max_err = g('pred_max_err_pm', 250)
+        self.max_err = g('pred_max_err_pm', 300)
+        self.drops = g('pred_drops', False)          # also feed expected drops forward
         self.hints = hints if hints is not None else Hints()
         # Fast ring: two periods of history plus the scoring window.
-        w = self.h + self.m
+        w = self.h + self.me
         self.nf = nf = 2 * self.lmax + 2 * w + 4
         self.x = array('i', [0] * nf)
         self.nl = nl = self.lmax - self.lmin + 1
         self.d = array('i', [0] * nl)
-        self.dsh = (nl // 4).bit_length()            # keeps sum(D >> dsh) < 2**30
+        self.dsh = _bits(nl // 4)            # keeps sum(D >> dsh) < 2**30
         self.pr = array('i', [0] * (w + 1))          # predicted rise per tick, for scoring
         self.w = w
         # Slow ring.
@@ -217,11 +327,13 @@ class Predictor:
         self.stick = stick // tick if stick >= tick else 1   # in fast ticks
         self.smin = max(2, g('pred_slow_period_min_s', 10) * 1000 // (self.stick * tick))
         self.smax = max(self.smin + 1, g('pred_slow_period_max_s', 600) * 1000 // (self.stick * tick))
+        if self.smax > self.smin + MAX_SLOW_LAGS - 1:
+            self.smax = self.smin + MAX_SLOW_LAGS - 1
         self.ns = ns = 2 * self.smax + 2
         self.s = array('i', [0] * ns)
         self.snl = snl = self.smax - self.smin + 1
         self.sd = array('i', [0] * snl)
-        self.sdsh = (snl // 4).bit_length()
+        self.sdsh = _bits(snl // 4)
         self.reset()
 
     def reset(self):
@@ -241,6 +353,8 @@ class Predictor:
         self.acc = 0              # running mean of the cycles in this tick (units)
         self.acc_n = 0
         self.period = 0           # fast period in ticks (0: none)
+        self.tot = 0              # sum of d[j] >> dsh
+        self.par = 0              # which half of the lags this tick updates
         self.mean = 0             # mean of the AMDF: the usual swing (units)
         self.conf_pm = 0
         self.err_pm = 1000
@@ -254,6 +368,7 @@ class Predictor:
         self.pnow_hi = 0
         self.thr = self.min_rise  # smallest rise acted on (units)
         self.susp = 0             # ticks left with predictions suspended (mismatch)
+        self._drops_seen = self.hints.drops_seen
         self.mismatches = 0
         self.quiet = False        # last tick moved little against the usual swing
         self.si = 0
@@ -263,7 +378,8 @@ class Predictor:
         self.s_next = 0           # next slow lag to update
         self.s_period = 0
         self.s_conf_pm = 0
-        self.s_rise_in = 0        # slow ticks to the largest rise one period ago
+        self.s_rise_at = 0        # slow tick count at which that rise is due again
+        self.s_count = 0          # slow ticks so far
         self.rise_w = 0           # outputs, W
         self.drop_w = 0
         self.hint_w = 0
@@ -300,7 +416,7 @@ class Predictor:
                 # than what lifts the load from where it is now.
                 hi = self.pmax
                 rise = hi - x
-                if REL and hi - self.pnow < rise:
+                if hi - self.pnow < rise:
                     rise = hi - self.pnow
                 if rise < self.thr:
                     rise = 0
@@ -310,18 +426,53 @@ class Predictor:
                     drop = self.pnow_hi - lo
                 if drop < self.thr:
                     drop = 0
-        hr = self.hints.step(dt_ms, x, self.lead_ms + self.m * self.tick_ms)
-        hd = self.hints.drop
+        h = self.hints
+        hr = h.step(dt_ms, x, self.lead_ms)
+        hd = h.drop
+        if hd and hd >= self.mean:
+            rise = 0                  # a large announced drop (checkpoint, job end) comes first
+        if h.drops_seen != self._drops_seen:
+            # It came: if it was large, the rhythm of the last period does
+            # not hold for the next one.
+            self._drops_seen = h.drops_seen
+            if h.last_drop >= self.mean:
+                self.susp = self.period + self.w + 1
         self.hint_w = (hr - hd) << Q
         if hr > rise:
             rise = hr
         if hd > drop:
             drop = hd
+        if rise > LIM:
+            rise = LIM
+        if drop > LIM:
+            drop = LIM
         self.rise_w = rise << Q
         self.drop_w = drop << Q
         if rise:
             return rise << Q
-        return -(drop << Q)
+        if self.drops:
+            return -(drop << Q)
+        return 0
+
+    def skip(self, dt_ms):
+        """A cycle without a valid load (meter lost, SAFE): the hint clocks
+        run on, the history holds its last sample so time stays aligned
+        (the rhythm check suspends the channel when data returns)."""
+        if dt_ms < 0:
+            dt_ms = 0
+        elif dt_ms > 60000:
+            dt_ms = 60000
+        self.hints.age(dt_ms)
+        self.rise_w = self.drop_w = self.hint_w = 0
+        if self.enabled:
+            self.acc_ms += dt_ms
+            if self.acc_ms >= self.tick_ms:
+                self.acc_ms -= self.tick_ms
+                if self.acc_ms >= self.tick_ms:
+                    self.acc_ms = 0
+                self._tick(self.x[self.i])
+                self.acc_n = 0
+        return 0
 
     def _tick(self, v):
         nf = self.nf
@@ -334,28 +485,41 @@ class Predictor:
         if self.filled < nf:
             self.filled += 1
         filled = self.filled
-        # AMDF update and period pick.
-        d = self.d
-        lmin = self.lmin
-        sh = K_AMDF + 3 if self.quiet else K_AMDF
-        tot = 0
-        cur = 0
-        for j in range(self.nl):
-            lag = lmin + j
-            if lag >= filled:
-                break
-            k = i - lag
+        # AMDF update (every STRIDE-th lag per tick, in turn), once the ring
+        # holds the longest lag.
+        if filled > self.lmax:
+            d = self.d
+            sh = K_AMDF + 3 if self.quiet else K_AMDF
+            dsh = self.dsh
+            tot = self.tot        # sum of D >> dsh over all lags, kept up to date
+            cur = 0
+            k = i - self.lmin - self.par          # x[k]: the sample one lag back
             if k < 0:
                 k += nf
-            e = v - x[k]
-            if e < 0:
-                e = -e
-            cur += e >> self.dsh
-            dj = d[j]
-            dj += (e - dj) >> sh
-            d[j] = dj
-            tot += dj >> self.dsh
-        self.quiet = cur < tot >> 2
+            nl = self.nl
+            j = self.par
+            while j < nl:                        # (range() with a variable step allocates)
+                e = v - x[k]
+                if e < 0:
+                    e = -e
+                cur += e >> dsh
+                dj = d[j]
+                old = dj >> dsh
+                if dj == 0:
+                    dj = e + 1                   # first pair at this lag: start there
+                else:
+                    dj += (e - dj) >> sh
+                d[j] = dj
+                tot += (dj >> dsh) - old
+                j += STRIDE
+                k -= STRIDE
+                if k < 0:
+                    k += nf
+            self.tot = tot
+            self.par += 1
+            if self.par >= STRIDE:
+                self.par = 0
+            self.quiet = cur * STRIDE < tot >> 2     # these lags against all of them
         self._score(i, v)
         if filled <= 2 * self.lmax:
             self.period = 0
@@ -366,27 +530,15 @@ class Predictor:
 
     def _pick(self, tot):
         d = self.d
-        nl = self.nl
-        mean = (tot // nl) << self.dsh
+        mean = (tot // self.nl) << self.dsh
         self.mean = mean
         t = mean >> THR_SHIFT
         self.thr = t if t > self.min_rise else self.min_rise
-        if mean <= 0:
+        best = _first_dip(d, self.nl, mean)
+        if best < 0:
             self.period = 0
             self.conf_pm = 0
             return
-        thr = mean * 3 >> 3
-        best = -1
-        for j in range(nl):
-            dj = d[j]
-            if dj < thr and (j == 0 or dj <= d[j - 1]) and (j == nl - 1 or dj <= d[j + 1]):
-                best = j
-                break
-        if best < 0:
-            best = 0
-            for j in range(1, nl):
-                if d[j] < d[best]:
-                    best = j
         self.period = self.lmin + best
         c = 1000 - _pm(d[best], mean)
         self.conf_pm = c if c > 0 else 0
@@ -430,13 +582,13 @@ class Predictor:
             self.pnow_hi = nhi
             if e > self.mean:
                 self.susp = p
-                self.mismatches += 1
+                self.mismatches = (self.mismatches + 1) & 0x3FFFFFFF
             hi = -LIM
             lo = LIM
             k = i - p + 1 - self.m
             if k < 0:
                 k += nf
-            for _ in range(self.h + 2 * self.m):
+            for _ in range(self.h + self.m + self.me):
                 f = x[k]
                 if f > hi:
                     hi = f
@@ -448,7 +600,7 @@ class Predictor:
             self.pmax = hi
             self.pmin = lo
             rise = hi - v
-            if REL and hi - self.pnow < rise:
+            if hi - self.pnow < rise:
                 rise = hi - self.pnow
             if rise < self.thr or self.susp:
                 rise = 0
@@ -496,7 +648,8 @@ class Predictor:
             self.err_pm = _pm(self.e_false, self.e_hit + self.e_false)
 
     def _slow(self, v):
-        # Decimate into the slow ring; spread the slow AMDF over fast ticks.
+        # Decimate into the slow ring; spread the slow AMDF over fast ticks
+        # (SLOW_LAGS_PER_TICK lags each), lags up to half the history so far.
         self.s_n += 1
         self.s_acc += (v - self.s_acc) // self.s_n
         s = self.s
@@ -508,51 +661,49 @@ class Predictor:
             self.si = si
             s[si] = self.s_acc
             self.s_n = 0
+            self.s_count += 1
+            if self.s_count >= 0x20000000:       # ~34 years of 2 s ticks; keep phase
+                self.s_count -= 0x10000000
+                self.s_rise_at -= 0x10000000
             if self.sfilled < ns:
                 self.sfilled += 1
-        if self.sfilled <= 2 * self.smax:
+        n = (self.sfilled >> 1) - self.smin      # usable lags
+        if n > self.snl:
+            n = self.snl
+        if n < 2:
             return
         si = self.si
         cur = s[si]
         sd = self.sd
         j = self.s_next
         for _ in range(SLOW_LAGS_PER_TICK):
+            if j >= n:
+                j = 0
+                self._slow_pick(n)
             k = si - (self.smin + j)
             if k < 0:
                 k += ns
             e = cur - s[k]
             if e < 0:
                 e = -e
-            sd[j] += (e - sd[j]) >> 4
+            if sd[j] == 0:
+                sd[j] = e + 1
+            else:
+                sd[j] += (e - sd[j]) >> K_SLOW
             j += 1
-            if j >= self.snl:
-                j = 0
-                self._slow_pick()
         self.s_next = j
 
-    def _slow_pick(self):
+    def _slow_pick(self, n):
         sd = self.sd
-        n = self.snl
         tot = 0
         for j in range(n):
             tot += sd[j] >> self.sdsh
         mean = (tot // n) << self.sdsh
-        if mean <= 0:
+        best = _first_dip(sd, n, mean)
+        if best < 0:
             self.s_period = 0
             self.s_conf_pm = 0
             return
-        thr = mean * 3 >> 3
-        best = -1
-        for j in range(n):
-            dj = sd[j]
-            if dj < thr and (j == 0 or dj <= sd[j - 1]) and (j == n - 1 or dj <= sd[j + 1]):
-                best = j
-                break
-        if best < 0:
-            best = 0
-            for j in range(1, n):
-                if sd[j] < sd[best]:
-                    best = j
         p = self.smin + best
         self.s_period = p
         c = 1000 - _pm(sd[best], mean)
@@ -575,7 +726,7 @@ class Predictor:
                 best_rise = r
                 at = j
             prev = s[k]
-        self.s_rise_in = at
+        self.s_rise_at = self.s_count + at
 
     # --- figures for telemetry and status (W and ms) ---
 
@@ -586,5 +737,12 @@ class Predictor:
         return self.s_period * self.stick * self.tick_ms
 
     def slow_rise_in_ms(self):
-        """Time to the checkpoint-scale rise, from the last slow period."""
-        return self.s_rise_in * self.stick * self.tick_ms
+        """Time to the next checkpoint-scale rise (the largest rise of the
+        last slow period, a period on); -1 while no slow period is known."""
+        p = self.s_period
+        if p <= 0:
+            return -1
+        left = self.s_rise_at - self.s_count
+        while left < 0:
+            left += p
+        return left * self.stick * self.tick_ms

@@ -64,6 +64,18 @@ def main(argv=None):
     calibrate.add_arguments(p)
     p.set_defaults(run=calibrate.run)
 
+    from . import soak
+    p = sub.add_parser("soak", help="firmware vs plant for N minutes with random faults of every "
+                                    "kind: cycles, heap, recoveries, safety-monitor violations")
+    soak.add_arguments(p)
+    p.set_defaults(run=soak.run_cli)
+
+    from . import hint
+    p = sub.add_parser("hint", help="job events (start, checkpoint, end, maintenance) as "
+                                    "feed-forward: send, post, or serve a local endpoint")
+    hint.add_arguments(p)
+    p.set_defaults(run=hint.run)
+
     args = ap.parse_args(argv)
     return args.run(args) or 0
 

@@ -56,6 +56,7 @@ def _print_summary(s):
         ("cycles / late", f"{s['cycles']} / {s['late_cycles']}"),
         ("frames received / lost / corrupt",
          f"{s['frames_received']} / {s['frames_lost']} / {s['frames_corrupt']}"),
+        ("invariant violations (monitor)", f"{s.get('invariant_violations', '?')}"),
         ("run folder", s["run_dir"]),
     ]
     if "plot" in s:
@@ -63,5 +64,7 @@ def _print_summary(s):
     print()
     for k, v in rows:
         print(f"  {k:<34} {v}")
+    for v in s.get("first_violations", []):
+        print(f"  violation: {v}")
     for e in s["errors"]:
         print(f"  ERROR: {e}")

@@ -12,9 +12,10 @@ Rules, evaluated at every plant step (ramp: every 1 s block):
 - setpoint: the setpoint the PCS was given lies within the charge/discharge
   limits the PCS/BMS reported (+ slack: 1 % of the PCS nameplate + 1 kW);
 - power: the battery's actual power lies within those limits (+ slack);
-- soc: SoC stays inside [reserve - hysteresis, soc_max + hysteresis] (SoC is
-  measured a period late, so one hysteresis band of overshoot is allowed),
-  unless it started outside and is moving back;
+- soc: no discharge below reserve - hysteresis, no charge above
+  soc_max + hysteresis (SoC is measured a period late, so one hysteresis
+  band of overshoot is allowed); islanded (grid outage) the PCS carries the
+  site and the reserve is there to be used;
 - export: grid export beyond export_limit_w + 1 % of the cap for longer than
   the controller's reaction time (a load drop shows up on the meter one
   meter update + one cycle later, and the PCS needs its lag to follow);
@@ -27,7 +28,8 @@ Rules, evaluated at every plant step (ramp: every 1 s block):
 - pcs_zero: whenever the controller has lost the meter (the plant's
   meter_blind column) past the failsafe deadline, or died (killed_at) past
   the PCS's own reversion timeout, the battery is at 0 W (or at the safe
-  setpoint while the controller can still reach the PCS).
+  setpoint while the controller can still reach the PCS) - except while the
+  site is islanded (the grid-forming PCS must carry it).
 
 Where a fault takes authority away from the controller (a PCS that is stuck
 or unreachable keeps its last power until its own reversion timeout) the
@@ -103,8 +105,17 @@ def _since_ms(t, t0):
 
 
 def fault_windows(faults, t):
-    """Masks over t: (any fault, pcs cut off, pcs stuck, fault starts/ends) from the specs."""
+    """Masks over t: (any fault, pcs cut off, pcs stuck, fault spans) from the specs.
+
+    A truth row stamped t_s is the state after the physics step from
+    t_s - step, whose faults the plant looked up at the step's start, on a
+    clock summed step by step (float drift of a step or so): each window is
+    widened by a step before and two after, so it covers the plant's own
+    meter_blind column.
+    """
     from .plant.faults import Fault, parse
+    t = np.asarray(t, dtype=float)
+    dt = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
     any_f = np.zeros(len(t), dtype=bool)
     cut = np.zeros(len(t), dtype=bool)
     stuck = np.zeros(len(t), dtype=bool)
@@ -112,7 +123,7 @@ def fault_windows(faults, t):
     for f in faults or ():
         f = f if isinstance(f, Fault) else parse(f)
         end = np.inf if f.duration_s is None else f.start_s + f.duration_s
-        on = (t >= f.start_s) & (t < end)
+        on = (t >= f.start_s - dt) & (t < end + 2 * dt)
         spans.append((f, f.start_s, end))
         any_f |= on
         if f.effect in PCS_CUT and f.device in ("pcs",) or f.effect == "disconnect":
@@ -120,6 +131,20 @@ def fault_windows(faults, t):
         if f.effect in PCS_STUCK:
             stuck |= on
     return any_f, cut, stuck, spans
+
+
+def islanded(grid_w, grid_up):
+    """Samples where the site runs islanded: from a grid outage (grid_up 0)
+    until it is reconnected (the grid connection carries power again)."""
+    grid_w = np.asarray(grid_w, dtype=float)
+    down = np.asarray(grid_up, dtype=float) == 0
+    if not down.any():
+        return np.zeros(len(grid_w), dtype=bool)
+    zero = (grid_w == 0) | down
+    # Stretches of zero grid power that contain an outage sample.
+    run_id = np.cumsum(np.concatenate(([1], np.diff(zero.astype(int)) != 0)))
+    hit = np.unique(run_id[down])
+    return zero & np.isin(run_id, hit)
 
 
 def _near(mask, t, after_ms, before_ms=0.0):
@@ -201,6 +226,7 @@ def monitor(truth, site_overrides, faults=(), killed_at=None, first=5):
     cha = _col(truth, "charge_max_w", n)
     dis = _col(truth, "discharge_max_w", n)
     blind = _col(truth, "meter_blind", n)
+    island = islanded(grid, _col(truth, "grid_up", n, 1.0))
     nameplate = max(float(np.nanmax(cha)), float(np.nanmax(dis)), 1.0)
     slack = 0.01 * nameplate + 1000
     vals = {"battery_w": batt, "setpoint_w": sp, "grid_w": grid, "soc_cpct": soc,
@@ -214,28 +240,27 @@ def monitor(truth, site_overrides, faults=(), killed_at=None, first=5):
     mon._add("setpoint", (sp > dis + slack) | (sp < -cha - slack), t, vals, first)
     mon._add("power", (batt > dis + slack) | (batt < -cha - slack), t, vals, first)
 
-    # 3. SoC inside its bands (a start outside them is not the controller's doing
-    # as long as it moves back: judged from the first sample inside).
+    rev = revert_deadline_ms(site)
+    no_authority = cut | stuck_near | (dead & (dead_ms <= rev))
+
+    # 3. SoC inside its bands: never discharging below the outage reserve nor
+    # charging above the maximum (beyond one hysteresis band: SoC is measured
+    # a period late). A site that islands (grid outage) may use the reserve:
+    # there the PCS carries the load and the floor is 0 %.
     lo = site["reserve_cpct"] - site["soc_hyst_cpct"]
     hi = site["soc_max_cpct"] + site["soc_hyst_cpct"]
-    out = (soc < lo) | (soc > hi)
-    if out[0]:
-        inside = np.flatnonzero(~out)
-        start_out = out.copy()
-        start_out[:inside[0] if len(inside) else n] = False
-        out = start_out
-    mon._add("soc", out, t, vals, first)
+    out = ((soc < lo) & (batt > slack)) | ((soc > hi) & (batt < -slack))
+    mon._add("soc", out, t, vals, first, excused=island | no_authority)
 
     # 4. Export beyond the limit, longer than the controller can react.
     exp_lim = site["export_limit_w"] + 0.01 * site["cap_w"]
     over = grid < -exp_lim
     late_export = over & (run_ms(over, t) > react_ms(site))
-    rev = revert_deadline_ms(site)
-    no_authority = cut | stuck_near | (blind > 0) | (dead & (dead_ms <= rev))
-    mon._add("export", late_export, t, vals, first, excused=no_authority)
+    mon._add("export", late_export, t, vals, first, excused=no_authority | (blind > 0))
 
     # 5. Grid ramp between 1 s averages while the battery has headroom.
-    _ramp(mon, t, grid, batt, load, soc, cha, dis, blind, any_f, dead, nameplate, first)
+    _ramp(mon, t, grid, batt, grid + batt, soc, cha, dis, blind, any_f | island, dead,
+          nameplate, first)
 
     # 6. PCS at 0 W (or the safe setpoint) past the deadline when the meter is
     # lost or the controller has died.
@@ -250,7 +275,8 @@ def monitor(truth, site_overrides, faults=(), killed_at=None, first=5):
     safe_lo = -np.minimum(max(-safe, 0.0), cha) - slack
     blind_bad = meter_late & ((batt > safe_hi) | (batt < safe_lo))
     dead_bad = dead & (dead_ms > rev) & (np.abs(batt) > slack)
-    mon._add("pcs_zero", blind_bad | dead_bad, t, vals, first, excused=stuck_near & ~dead)
+    mon._add("pcs_zero", blind_bad | dead_bad, t, vals, first,
+             excused=(stuck_near | island) & ~dead)
     mon.found.sort(key=lambda v: v["t_s"])
     return mon
 

@@ -35,8 +35,9 @@ class RigError(RuntimeError):
 
 class Rig:
     def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
-                 quiet=True, out=sys.stderr, profile=None, faults=(), key=None):
+                 quiet=True, out=sys.stderr, profile=None, faults=(), key=None, launch=None):
         self.dir = Path(run_dir)
+        self.launch = launch            # replaces sil.start_firmware (unix target), e.g. the soak's probe
         self.key = key                  # device key bytes (written as key.bin) or None
         self.faults = list(faults)      # plant fault specs, KIND[@START[+DURATION]]
         self.profile = profile          # load profile name or file (None: the plant's default)
@@ -82,8 +83,8 @@ class Rig:
             if self.key is not None:
                 key_path = self.dir / "key.bin"
                 key_path.write_bytes(self.key)
-            self.fw = start_firmware(self.plant_info["bus"], self.dir / "site.json", stderr=fw_err,
-                                     key_path=key_path)
+            self.fw = (self.launch or start_firmware)(self.plant_info["bus"], self.dir / "site.json",
+                                                      stderr=fw_err, key_path=key_path)
             stream = self.fw.stdout
         elif self.target.startswith("port:"):
             import serial
@@ -191,9 +192,9 @@ class Rig:
             end = self.killed_at if self.killed_at is not None else t_end - t0
             judged = truth.window(tr, first, end)
             s.update(truth.metrics(judged, s["cap_w"]))
-            n, found = invariants.check(truth.window(tr, first, t_end - t0), self.site)
-            s["invariant_violations"] = n
-            s["first_violations"] = found
+            mon = invariants.monitor(truth.window(tr, first, t_end - t0), self.site,
+                                     faults=self.faults, killed_at=self.killed_at)
+            s.update(mon.summary())
         s["state_transitions"] = self._transitions(t0)
         last = frames[-1] if frames else {}
         s.update({"cycles": last.get("seq", 0), "late_cycles": last.get("late_cycles", 0),

@@ -182,3 +182,57 @@ def generate(cfg: SiteConfig, seed: int = 1, seconds: float | None = None) -> Pr
     if cfg.description:
         meta["description"] = cfg.description
     return Profile(step, watts, name=cfg.name, meta=meta)
+
+
+def _first_compute(plan: JobPlan, t, min_s=0.1):
+    """The first time >= t from which the job computes for at least min_s
+    (and that iteration's index)."""
+    k = int(np.clip(np.searchsorted(plan.edges, t, side="right") - 1, 0, len(plan.periods) - 1))
+    left = plan.edges[k] + plan.job.compute_frac * plan.periods[k] - t
+    if left >= min_s:
+        return float(t), k
+    return float(plan.edges[k + 1]), min(k + 1, len(plan.periods) - 1)
+
+
+def job_events(cfg: SiteConfig, seed: int = 1, seconds: float | None = None):
+    """The job events a scheduler (or a training-loop hook) knows ahead, for the
+    same plans `generate(cfg, seed, seconds)` draws.
+
+    A list of dicts sorted by `t_s`: `kind` (`job_start`: (re)start, idle ->
+    loading; `train_start`: the first compute phase after loading;
+    `ckpt_start`, `ckpt_end`: the first compute phase after a checkpoint;
+    `job_end`: a planned stop), `job` (name) and `power_w`, the size of the
+    site power step (GPU power x (1 + node_dyn); the facility overhead
+    follows later). Crashes are not announced, so they are not listed; the
+    restart after one is (the scheduler requeues the job).
+    """
+    seconds = cfg.seconds if seconds is None else float(seconds)
+    n, over, h = _grid(seconds, cfg.step_ms)
+    end = n * over * h
+    out = []
+    for i, job in enumerate(cfg.jobs):
+        plan = JobPlan(job, end, np.random.default_rng([seed, i + 1]), cfg.idle_level)
+        scale = job.gpus * cfg.gpu_w * (1 + cfg.node_dyn)
+        lvl = lambda t: float(plan.level(np.array([t]))[0])
+
+        def add(t, kind, step):
+            if 0 <= t < end and step > 0:
+                out.append({"t_s": round(t, 3), "kind": kind, "job": job.name,
+                            "power_w": int(round(step * scale))})
+        for a, b, mode in plan.segs:
+            if mode == "load":
+                add(a, "job_start", job.load_level - plan.idle)
+                continue
+            t, k = _first_compute(plan, a)
+            add(t, "train_start", plan.amps[k] - lvl(max(a - 1e-3, 0.0)))
+            if job.stop_s is not None and b >= job.stop_s - 1e-9:
+                add(b, "job_end", lvl(b - 1e-3) - plan.idle)
+        seg_ends = {b for _, b, _ in plan.segs}
+        for a, b, level in plan.pauses:
+            if level is None:
+                continue                                   # stalls are not announced
+            add(a, "ckpt_start", lvl(a - 1e-3) - level)
+            if b not in seg_ends:                          # not cut short by a crash or stop
+                t, k = _first_compute(plan, b)
+                add(t, "ckpt_end", plan.amps[k] - level)
+    return sorted(out, key=lambda e: e["t_s"])

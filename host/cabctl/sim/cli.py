@@ -1,4 +1,12 @@
-"""`cabctl sim`: compare controllers on one profile and plant, faster than real time."""
+"""`cabctl sim`: compare controllers on one profile and plant, faster than real time.
+
+`--prediction on` runs the cabinet controller with the firmware's predictor
+(cabinet/predict.py) feeding the engine, `both` runs it with and without
+(columns `cabinet` and `cabinet_pred`); `--hints on` (default) also gives
+the predictor the job events the profile generator knows (starts, first
+compute after loading or a checkpoint, checkpoint starts, planned stops;
+not crashes), each `--hint-lead-s` before it is due.
+"""
 import json
 import sys
 import time
@@ -9,6 +17,7 @@ from ..rig import new_run_dir
 from . import controllers, report, run, scenario
 
 CONTROLLERS = ("cabinet", "none", "openems", "optimal")
+PRED = "cabinet_pred"
 
 
 def add_arguments(p):
@@ -18,19 +27,54 @@ def add_arguments(p):
     p.add_argument("--hours", type=float, help="override the scenario's duration")
     p.add_argument("--controller", default="all",
                    help=f"one of {', '.join(CONTROLLERS)}, or all (default)")
+    p.add_argument("--prediction", choices=("off", "on", "both"), default="off",
+                   help="cabinet controller with the load predictor (on), without (off, "
+                        "default), or both side by side")
+    p.add_argument("--hints", choices=("on", "off"), default="on",
+                   help="with --prediction: job events from the profile generator as hints")
+    p.add_argument("--hint-lead-s", type=float, default=5.0,
+                   help="how long before an event its hint is sent (default 5 s)")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     p.add_argument("--out", help="run folder (default: a new one under runs/)")
     p.add_argument("--no-plot", action="store_true")
 
 
-def simulate(sc, which, profile=None, hours=None):
-    """Run the named controllers on one scenario; return (report dict, traces)."""
+def job_events(spec, seed, seconds):
+    """The generator's job events for a built-in profile or generator config, else []."""
+    from ..profiles import config as pconfig, generator
+    spec = str(spec)
+    if spec in pconfig.scenario_names():
+        cfg = pconfig.scenario(spec)
+    elif spec.endswith(".json") and Path(spec).is_file():
+        cfg = pconfig.load_file(spec)
+    else:
+        return []
+    return generator.job_events(cfg, seed=seed, seconds=seconds)
+
+
+def simulate(sc, which, profile=None, hours=None, prediction="off", hints=True, hint_lead_s=5.0,
+             pred_cfg=None):
+    """Run the named controllers on one scenario; return (report dict, traces).
+
+    prediction: "off", "on" (the cabinet controller runs with the predictor)
+    or "both" (`cabinet` without, `cabinet_pred` with)."""
     seconds = (hours if hours is not None else sc["hours"]) * 3600
-    prof = profiles.load(profile or sc["profile"], seed=sc["seed"], seconds=seconds)
+    spec = profile or sc["profile"]
+    prof = profiles.load(spec, seed=sc["seed"], seconds=seconds)
     site, plant_cfg, period = sc["site_cfg"], sc["plant_cfg"], sc["period_ms"]
     out = {"scenario": sc["name"], "profile": prof.name, "seconds": seconds, "period_ms": period}
     traces = {}
     baseline = run.no_battery(prof, period, seconds)
+    events = []
+    if prediction != "off":
+        events = job_events(spec, sc["seed"], seconds) if hints else []
+        which = list(which)
+        if prediction == "both" and "cabinet" in which:
+            which.insert(which.index("cabinet") + 1, PRED)
+        elif "cabinet" in which:
+            which[which.index("cabinet")] = PRED
+        out["prediction"] = {"mode": prediction, "hints": len(events), "hint_lead_s": hint_lead_s}
+    ctls = {}
     for name in which:
         t0 = time.process_time()
         if name == "optimal":
@@ -41,15 +85,36 @@ def simulate(sc, which, profile=None, hours=None):
             if name == "none":
                 tr = baseline
             else:
-                ctl = controllers.Cabinet(site) if name == "cabinet" else controllers.OpenEms(site)
+                if name == "cabinet":
+                    ctl = controllers.Cabinet(site)
+                elif name == PRED:
+                    ctl = controllers.Cabinet(site, prediction=True, hints=events,
+                                              pred_cfg=pred_cfg, hint_lead_s=hint_lead_s)
+                else:
+                    ctl = controllers.OpenEms(site)
+                ctls[name] = ctl
                 tr = run.simulate(prof, plant_cfg, ctl, period, seconds)
             traces[name] = tr
             out[name] = report.metrics(tr, site, plant_cfg.capacity_wh, sc.get("tariff", {}))
+            if name == PRED:
+                out[name]["predictor"] = ctl.summary(len(tr.t_s) // 2)
         out[name]["cpu_s"] = round(time.process_time() - t0, 2)
     if "none" in out:
-        for name in ("cabinet", "openems"):
+        for name in ("cabinet", PRED, "openems"):
             if name in out:
                 out[name]["savings_usd"] = round(out["none"]["cost_usd"] - out[name]["cost_usd"], 2)
+    starts = [e["t_s"] for e in job_events(spec, sc["seed"], seconds) if e["kind"] == "train_start"] \
+        if prediction != "off" else []
+    for name in ("cabinet", PRED):
+        if name in traces and starts:
+            wh, over_w = report.excursion_near(traces[name], site["cap_w"], starts)
+            out[name]["startup_excursion_wh"] = wh
+            out[name]["startup_max_over_cap_w"] = over_w
+    if "cabinet" in out and PRED in out:
+        a, b = out["cabinet"], out[PRED]
+        out["prediction"]["energy_above_cap_cut_pct"] = (
+            round(100 * (1 - b["energy_above_cap_wh"] / a["energy_above_cap_wh"]), 1)
+            if a["energy_above_cap_wh"] else 0.0)
     return out, traces
 
 
@@ -59,7 +124,8 @@ def run_cli(args):
         which = CONTROLLERS if args.controller == "all" else (args.controller,)
         if any(w not in CONTROLLERS for w in which):
             raise ValueError(f"unknown controller {args.controller!r} (one of {', '.join(CONTROLLERS)}, all)")
-        out, traces = simulate(sc, which, args.profile, args.hours)
+        out, traces = simulate(sc, which, args.profile, args.hours, args.prediction,
+                               args.hints == "on", args.hint_lead_s)
     except (ValueError, profiles.ProfileError) as e:
         print(f"cabctl sim: {e}", file=sys.stderr)
         return 2
@@ -78,15 +144,25 @@ def run_cli(args):
 
 
 def format_table(out):
-    names = [n for n in ("none", "openems", "cabinet") if n in out]
+    names = [n for n in ("none", "openems", "cabinet", PRED) if n in out]
     keys = ["peak_grid_w", "max_over_cap_ms", "energy_above_cap_wh", "minutes_at_cap",
             "max_grid_ramp_w_per_s", "demand_peak_15min_w", "battery_full_cycles", "min_soc_cpct",
-            "invariant_violations", "cost_usd", "savings_usd", "cpu_s"]
+            "invariant_violations", "cost_usd", "savings_usd", "startup_excursion_wh",
+            "startup_max_over_cap_w", "cpu_s"]
     lines = [f"scenario {out['scenario']}, profile {out['profile']}, {out['seconds'] / 3600:g} h "
              f"at {out['period_ms']} ms", f"{'':24}" + "".join(f"{n:>14}" for n in names)]
     for k in keys:
         lines.append(f"{k:24}" + "".join(f"{str(out[n].get(k, '')):>14}" for n in names))
     if "optimal" in out:
         lines.append(f"optimal_cap_w (perfect foresight): {out['optimal']['optimal_cap_w']}")
+    if PRED in out:
+        p = out[PRED]["predictor"]
+        lines.append(f"predictor: active {p['active_share']:.0%} of cycles, period {p['period_ms']} ms "
+                     f"(confidence {p['conf_pm']}/1000, false-alarm share {p['err_pm']}/1000), "
+                     f"checkpoint period {p['slow_period_ms'] / 1000:g} s; hints {p['hints_added']} "
+                     f"sent, {p['hints_seen']} seen, {p['hints_expired']} expired")
+        if "energy_above_cap_cut_pct" in out["prediction"]:
+            lines.append(f"energy above cap with prediction: "
+                         f"-{out['prediction']['energy_above_cap_cut_pct']} % vs reactive")
     lines.append(f"run folder: {out.get('run_dir', '')}")
     return "\n".join(lines)

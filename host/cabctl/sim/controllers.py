@@ -6,6 +6,7 @@ firmware would read: the meter and PCS values of the previous period.
 from dataclasses import dataclass
 
 from ..fw import dispatch
+from cabinet import predict          # importable once ..fw put the firmware on the path
 
 
 @dataclass
@@ -17,18 +18,70 @@ class Measured:
     discharge_max_w: int
     minute_of_day: int
     dt_ms: int
+    t_ms: int = 0              # plant time of this cycle (for delivering job hints)
 
 
 class Cabinet:
-    """This project's engine (the firmware module itself, run on CPython)."""
+    """This project's engine (the firmware module itself, run on CPython).
+
+    prediction: also run the firmware's predictor (cabinet.predict) and give
+    its feed-forward to the engine, as the controller does on the device.
+    hints: job events [{"t_s", "kind", "power_w"}, ...] (the generator's
+    `job_events`), each delivered to the predictor's hint table `hint_lead_s`
+    before it is due, as `cabctl hint` would, with `hint_window_ms`.
+    pred_cfg: predictor keys over the defaults (pred_enabled is set from
+    `prediction`).
+    """
     name = "cabinet"
 
-    def __init__(self, site_cfg):
+    def __init__(self, site_cfg, prediction=False, hints=(), pred_cfg=None, hint_lead_s=5.0,
+                 hint_window_ms=150):
         self.engine = dispatch.Engine(site_cfg)
+        self.predictor = None
+        self.pending = []
+        if prediction:
+            cfg = dict(PRED_DEFAULTS, **(pred_cfg or {}), pred_enabled=True)
+            self.predictor = predict.Predictor(cfg)
+            self.pending = sorted(((e["t_s"] - hint_lead_s, e) for e in hints),
+                                  key=lambda p: p[0], reverse=True)
+        self.hint_window_ms = hint_window_ms
+        self.ff_w = 0
+        self.active_ticks = 0
+        self.armed_cycles = 0
+
+    def summary(self, cycles):
+        """The predictor's state at the end and how often it acted."""
+        p = self.predictor
+        h = p.hints
+        return {"active_share": round(self.active_ticks / max(1, cycles), 3),
+                "armed_share": round(self.armed_cycles / max(1, cycles), 3),
+                "period_ms": p.period_ms(), "conf_pm": p.conf_pm, "err_pm": p.err_pm,
+                "slow_period_ms": p.slow_period_ms(), "slow_conf_pm": p.s_conf_pm,
+                "hints_added": h.added, "hints_seen": h.seen, "hints_expired": h.expired}
 
     def step(self, m: Measured):
+        ff = 0
+        p = self.predictor
+        if p is not None:
+            while self.pending and self.pending[-1][0] * 1000 <= m.t_ms:
+                _, e = self.pending.pop()
+                p.hints.add(predict.KINDS.index(HINT_KIND[e["kind"]]),
+                            int(round(e["t_s"] * 1000 - m.t_ms)), e["power_w"], self.hint_window_ms)
+            ff = p.update(m.grid_w + m.battery_w, m.dt_ms)
+            self.active_ticks += p.active
+            self.armed_cycles += ff != 0
+        self.ff_w = ff
         return self.engine.step(m.grid_w, m.battery_w, m.soc_cpct, m.charge_max_w,
-                                m.discharge_max_w, 0, m.minute_of_day, dispatch.NO_LIMIT, m.dt_ms)
+                                m.discharge_max_w, 0, m.minute_of_day, dispatch.NO_LIMIT, m.dt_ms,
+                                ff)
+
+
+# The generator's event names -> the device's hint kinds.
+HINT_KIND = {"job_start": "job_start", "train_start": "job_start", "ckpt_end": "ckpt_end",
+             "ckpt_start": "ckpt_start", "job_end": "job_end"}
+# Predictor settings of the sim unless a scenario or caller overrides them
+# (the firmware's defaults, see cabinet/predict.py).
+PRED_DEFAULTS = {}
 
 
 class NoBattery:

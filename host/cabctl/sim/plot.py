@@ -15,7 +15,8 @@ def plot_sim(traces, cap_w, path):
     per_s = int(round(1 / any_tr.period_s))
     t = block_means(any_tr.t_s, per_s) / 3600
     ax.plot(t, block_means(any_tr.load_w, per_s) / 1e6, color="0.75", lw=0.5, label="load (1 s)")
-    colors = {"none": "0.4", "openems": "tab:orange", "cabinet": "tab:blue"}
+    colors = {"none": "0.4", "openems": "tab:orange", "cabinet": "tab:blue",
+              "cabinet_pred": "tab:green"}
     for name, tr in traces.items():
         if name != "none":
             ax.plot(t, block_means(tr.grid_w, per_s) / 1e6, lw=0.7, color=colors.get(name),

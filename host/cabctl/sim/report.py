@@ -1,6 +1,7 @@
 """Figures of a simulated run, from the plant's side (what really flowed)."""
 import numpy as np
 
+from ..invariants import monitor
 from ..truth import longest_run_s, rolling_mean
 
 
@@ -55,6 +56,24 @@ def metrics(tr, site, capacity_wh, tariff):
         "demand_peak_15min_w": int(block_means(g, int(round(900 / dt))).max()),
         "battery_full_cycles": round(float(discharged_wh / capacity_wh), 3),
         "min_soc_cpct": None if np.isnan(tr.soc_cpct).all() else int(np.nanmin(tr.soc_cpct)),
-        "invariant_violations": invariant_violations(tr, site, tol_w=cap * 0.01),
+        # The independent safety monitor (invariants.py), as in the rig.
+        **monitor(tr, site).summary(first=3),
         "cost_usd": round(cost_usd(g, dt, tariff, cap), 2),
     }
+
+
+def excursion_near(tr, cap_w, times_s, before_s=0.5, after_s=0.25, band=1.01):
+    """A job's start-up excursion: energy above cap x band (Wh, the 1 % band
+    of max_over_cap_ms, so holding the cap through meter noise does not
+    count) and the largest excess over the cap (W), within [t - before_s,
+    t + after_s] of each event time t (the step from loading to training;
+    a reactive response to it is over within a few cycles)."""
+    wh = 0.0
+    worst = 0.0
+    for t in times_s:
+        w = (tr.t_s >= t - before_s) & (tr.t_s < t + after_s)
+        over = np.clip(tr.grid_w[w] - cap_w * band, 0, None)
+        wh += float(over.sum()) * tr.period_s / 3600
+        if over.size:
+            worst = max(worst, float(over.max()) + cap_w * (band - 1) if over.max() > 0 else 0.0)
+    return round(wh, 1), int(worst)

@@ -50,7 +50,8 @@ def simulate(profile, plant_cfg, controller, period_ms, seconds):
         if j & 1:
             cha, dis = plant.limits()
             m = Measured(int(plant.meter_grid_w), int(plant.pcs_battery_w), plant.soc_cpct,
-                         int(cha), int(dis), int(plant.t // 60) % 1440, period_ms)
+                         int(cha), int(dis), int(plant.t // 60) % 1440, period_ms,
+                         int(round(plant.t * 1000)))
             sp = step(m)
             plant.setpoint_w = sp
         plant.step(dt)

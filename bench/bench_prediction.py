@@ -1,0 +1,79 @@
+"""Prediction and job hints (issue 10): the cabinet engine with and without
+the firmware's predictor, on the texas site and plant (same timing model as
+`cabctl sim`), over periodic, checkpoint-heavy, start/crash, mixed and
+aperiodic profiles, each for `--hours` (default 1) and two seeds.
+
+Per profile and seed: energy_above_cap_wh, max_over_cap_ms and
+max_grid_ramp_w_per_s for off / on (prediction + the generator's job hints)
+/ on without hints, the cut in energy above the cap, and the start-up
+excursion (energy above the cap within 1 s before .. 0.5 s after each
+training start). One JSON line: {"bench": "prediction", ...}; `targets`
+says whether the issue's goals hold on every seed:
+  periodic (steady) and checkpoint-heavy: cut >= 50 %;
+  aperiodic: never worse than reactive by more than 2 %;
+  start-crash with hints: no energy above the cap at the training starts.
+`--texas-24h` adds the 24 h texas run (several minutes of CPU).
+"""
+import argparse
+import json
+import time
+
+from cabctl.sim import scenario
+from cabctl.sim.cli import PRED, simulate
+
+PROFILES = ("steady", "checkpoint-heavy", "start-crash", "aperiodic", "mixed", "texas")
+KEYS = ("energy_above_cap_wh", "max_over_cap_ms", "max_grid_ramp_w_per_s")
+
+
+def compare(sc, profile, hours, hints=True):
+    out, _ = simulate(sc, ("cabinet",), profile=profile, hours=hours, prediction="both",
+                      hints=hints)
+    off, on = out["cabinet"], out[PRED]
+    row = {"off": {k: off[k] for k in KEYS}, "on": {k: on[k] for k in KEYS},
+           "cut_pct": out["prediction"]["energy_above_cap_cut_pct"],
+           "active_share": on["predictor"]["active_share"],
+           "armed_share": on["predictor"]["armed_share"],
+           "period_ms": on["predictor"]["period_ms"],
+           "slow_period_ms": on["predictor"]["slow_period_ms"]}
+    if "startup_excursion_wh" in off:
+        row["startup_excursion_wh"] = {"off": off["startup_excursion_wh"],
+                                       "on": on["startup_excursion_wh"]}
+        row["startup_max_over_cap_w"] = {"off": off["startup_max_over_cap_w"],
+                                         "on": on["startup_max_over_cap_w"]}
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hours", type=float, default=1.0)
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--texas-24h", action="store_true")
+    args = ap.parse_args()
+    t0 = time.process_time()
+    base = scenario.load("texas")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    res = {}
+    for prof in PROFILES:
+        for seed in seeds:
+            sc = dict(base, seed=seed)
+            row = compare(sc, prof, args.hours)
+            row["on_without_hints"] = compare(sc, prof, args.hours, hints=False)["on"]
+            res[f"{prof}/{seed}"] = row
+    cut = lambda p: [res[f"{p}/{s}"]["cut_pct"] for s in seeds]
+    targets = {
+        "periodic_cut_ge_50pct": min(cut("steady")) >= 50,
+        "checkpoint_heavy_cut_ge_50pct": min(cut("checkpoint-heavy")) >= 50,
+        "aperiodic_not_worse_than_2pct": min(cut("aperiodic")) >= -2,
+        "start_crash_startup_excursion_removed": all(
+            res[f"start-crash/{s}"]["startup_excursion_wh"]["on"] == 0 for s in seeds),
+    }
+    line = {"bench": "prediction", "site": "texas", "hours": args.hours, "seeds": seeds,
+            "results": res, "targets": targets}
+    if args.texas_24h:
+        line["texas_24h"] = compare(dict(base, seed=1), "texas", 24)
+    line["cpu_s"] = round(time.process_time() - t0, 1)
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Soak, CI-sized: the firmware on the unix port against the plant for a minute
+of spliced GPU-cluster load with faults injected at random (seeded), judged
+by the safety monitor, the telemetry and the firmware's heap.
+
+The release check is the same run for an hour: `cabctl soak --minutes 60`
+(README, "Soak, fuzz and the safety monitor"). The fault kinds with an open
+firmware bug are left out of the CI-sized run and pinned by the regression
+tests below (strict xfail: they turn red once fixed, so the exclusion goes).
+"""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cabctl import soak, truth
+from cabctl.profiles import fileformat
+from cabctl.profiles.core import Profile
+
+SHORT_MIN = 1.0
+SEED = 3
+OPEN_BUGS = ("pcs-stuck", "grid-outage")       # see the regression tests below
+
+
+def test_short_soak(tmp_path, unix_only):
+    s = soak.run(SHORT_MIN, seed=SEED, run_dir=tmp_path, status_every_s=20, exclude=OPEN_BUGS)
+    (tmp_path / "verdict.json").write_text(json.dumps(s, indent=1))
+    assert not s["errors"], s["errors"]
+    assert s["faults_injected"] >= 3, s["faults_by_kind"]
+    assert s["invariant_violations"] == 0, s["first_violations"]
+    assert s["unrecovered_faults"] == 0, s["unrecovered"]
+    assert s["fault_recoveries"] >= 1, s
+    # The loop allocates nothing; commands leave nothing behind.
+    assert s["loop_alloc_bytes"] == 0, s["heap_trace"]
+    assert s["heap_growth_bytes"] == 0, s
+    assert s["frames_lost"] == 0 and s["frames_corrupt"] == 0 and s["device_resets"] == 0, s
+    assert s["cycles"] >= SHORT_MIN * 60 * 1000 / 50 * 0.95, s["cycles"]
+    assert s["max_cycle_us"] < 2_000_000, s          # never near the watchdog
+    assert s["ok"], s
+
+
+def test_fault_schedule_is_seeded_and_complete():
+    a = soak.fault_schedule(3600, 1)
+    assert a == soak.fault_schedule(3600, 1) and a != soak.fault_schedule(3600, 2)
+    kinds = {k for k, _, _ in a}
+    from cabctl.plant import faults
+    assert kinds == set(faults.KINDS)
+    for (k1, s1, d1), (k2, s2, _) in zip(a, a[1:]):
+        assert s2 - (s1 + d1) >= soak.FAULT_GAP_S[0] - 1e-6       # one fault at a time
+    short = soak.fault_schedule(60, SEED, OPEN_BUGS)
+    assert not {k for k, _, _ in short} & set(OPEN_BUGS)
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        soak.fault_schedule(60, 1, ("meter-on-fire",))
+    p1, segs = soak.spliced_profile(1200, 4)
+    p2, _ = soak.spliced_profile(1200, 4)
+    assert np.array_equal(p1.watts, p2.watts) and len(segs) >= 2
+
+
+# --- regression tests: firmware bugs the soak found ------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG controller.py: _commands() unlocks the heap, then "
+                   "Commands.handle -> _reply -> Controller.send_event unlocks it again; "
+                   "micropython.heap_unlock() at depth 0 wraps to 32767 (locked), so the reply's "
+                   "dict allocation raises MemoryError and the firmware dies: with lock_heap set, "
+                   "any console command (even status) ends it")
+def test_regression_command_with_the_heap_locked(make_rig, unix_only):
+    rig = make_rig(site={"lock_heap": True})
+    result = {}
+    th = threading.Thread(target=lambda: result.update(rig.run(6)), daemon=True)
+    th.start()
+    end = time.monotonic() + 5
+    while not rig.logger.frames and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    try:
+        reply = rig.command("status", timeout=2.0)
+    finally:
+        th.join(timeout=20)
+    assert reply["ok"]
+    assert result.get("ok"), result.get("errors")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG controller.py:_site: on a change of the site flags "
+                   "(grid lost or back, shed, genset) it builds the event's dict {41:..., 42:..., "
+                   "43:...} in the loop before send_event unlocks the heap: an allocation in the "
+                   "steady-state loop (the soak counts it in loop_alloc_bytes), and with lock_heap "
+                   "the firmware dies with MemoryError at the first outage")
+def test_regression_grid_outage_with_the_heap_locked(make_rig, unix_only):
+    rig = make_rig(site={"lock_heap": True, "reconnect_ms": 1000})
+    rig.faults = ["grid-outage@3+2"]
+    s = rig.run(8)
+    assert "MemoryError" not in (rig.dir / "firmware.log").read_text()
+    assert s["ok"], s["errors"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG controller.py:_read_pcs (not-following detection): "
+                   "once in SAFE(pcs_not_following) the setpoint is 0 W; a PCS that was stuck near "
+                   "0 W (within follow_tol_w) agrees with it, and agreeing only resets off_ms if "
+                   "the PCS moved by more than follow_tol_w since it went off - it never does, so "
+                   "the controller stays in SAFE after the PCS recovers (until a grid outage "
+                   "happens to reset off_ms): peak shaving is lost for good")
+def test_regression_pcs_stuck_at_idle_recovers(make_rig, unix_only, tmp_path):
+    # ~15 MW (between recharge and cap: battery idle at 0 W), then ~24 MW from
+    # 4 s; a little noise, or the meter would look frozen.
+    t = np.arange(0, 60, 0.1)
+    noise = np.random.default_rng(5).integers(-50_000, 50_000, len(t))
+    prof = Profile(0.1, np.where(t < 4.0, 15_000_000, 24_000_000) + noise, name="step")
+    path = fileformat.write(prof, tmp_path / "step.profile")
+    rig = make_rig(site={"follow_ms": 1000, "pcs_revert_s": 2})
+    rig.profile = path
+    rig.faults = ["pcs-stuck@2+6"]                    # stuck at 0 W from 2 s to 8 s
+    s = rig.run(16)
+    assert s["ok"], s["errors"]
+    moves = s["state_transitions"]
+    into = [m for m in moves if (m["to"], m["cause"]) == ("safe", "pcs_not_following")]
+    assert into, moves                                # the stuck PCS was found ...
+    back = [m for m in moves if m["to"] == "run" and m["t_s"] > 8.0]
+    assert back and back[0]["t_s"] <= 8 + 3.5, moves  # ... and left once it follows again
+    tr = truth.load(rig.dir / "truth.csv")
+    after = truth.window(tr, 12.0, tr["t_s"][-1])
+    assert after["battery_w"].max() > 2_000_000, "battery never dispatched after recovery"

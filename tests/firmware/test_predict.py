@@ -1,0 +1,303 @@
+# The predictor (cabinet.predict) and the engine's feed-forward input. Runs on
+# CPython and on MicroPython (tests/test_firmware_on_micropython.py); the
+# load series come from a small LCG so both draw the same numbers.
+from cabinet import config
+from cabinet import dispatch as d
+from cabinet import predict as p
+
+MW = 1000000
+KW = 1000
+PCS = 12 * MW
+NONE = d.NO_LIMIT
+
+
+class Lcg:
+    def __init__(self, seed):
+        self.s = seed
+
+    def next(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.s >> 8) % n
+
+
+def square(t_ms, period_ms, hi, lo, duty_pm=550):
+    return hi if t_ms % period_ms < period_ms * duty_pm // 1000 else lo
+
+
+def predictor(**over):
+    cfg = {'pred_enabled': True}
+    cfg.update(over)
+    return p.Predictor(cfg)
+
+
+def feed(pr, loads, dt=50):
+    out = []
+    for x in loads:
+        out.append(pr.update(x, dt))
+    return out
+
+
+def iteration_load(n, period_ms=900, seed=1, jitter_ms=0):
+    """n samples at 50 ms of a training job: 26 MW compute, 12 MW all-reduce,
+    60 kW noise; each iteration's length jitters by up to +-jitter_ms."""
+    r = Lcg(seed)
+    out = []
+    t = 0
+    edge = 0
+    length = period_ms
+    for _ in range(n):
+        while t >= edge + length:
+            edge += length
+            length = period_ms + (r.next(2 * jitter_ms + 1) - jitter_ms if jitter_ms else 0)
+        hi = (t - edge) < length * 55 // 100
+        out.append((26 * MW if hi else 12 * MW) + r.next(120 * KW) - 60 * KW)
+        t += 50
+    return out
+
+
+def test_finds_the_iteration_period_with_confidence():
+    pr = predictor()
+    feed(pr, iteration_load(600, 900))
+    assert pr.period_ms() == 900, pr.period_ms()
+    assert pr.conf_pm > 800, pr.conf_pm
+    pr = predictor()
+    feed(pr, iteration_load(600, 1500, jitter_ms=20))
+    assert abs(pr.period_ms() - 1500) <= 50, pr.period_ms()
+    assert pr.active
+
+
+def test_predicts_the_rise_before_it_comes():
+    pr = predictor()
+    loads = iteration_load(800, 900)
+    out = feed(pr, loads)
+    assert pr.active and pr.err_pm < 200, (pr.active, pr.err_pm)
+    # In the last 200 samples: every rise of the load was announced in the
+    # sample before it, by about its size; nothing is announced unless a rise
+    # comes within the lead (2 samples) and the early margin (1 sample).
+    rises = 0
+    for i in range(600, 795):
+        step = loads[i] - loads[i - 1]
+        if step > 10 * MW:
+            rises += 1
+            assert out[i - 1] > 10 * MW, (i, out[i - 2:i + 1])
+        elif max(loads[i + 1:i + 4]) - loads[i] < 5 * MW:
+            assert out[i] <= 0, (i, out[i])
+    assert rises >= 10
+
+
+def test_aperiodic_steps_close_the_guard():
+    # Random steps of random size at random times: nothing to learn.
+    r = Lcg(7)
+    loads = []
+    level = 15 * MW
+    for _ in range(3000):
+        if r.next(40) == 0:
+            level = 10 * MW + r.next(14 * MW)
+        loads.append(level + r.next(100 * KW))
+    pr = predictor()
+    out = feed(pr, loads)
+    acted = sum(1 for x in out[1000:] if x > 0)
+    assert acted <= 20, acted
+    assert not pr.active
+
+
+def test_a_pause_mutes_the_rhythm_and_it_comes_back():
+    # Training, a 20 s checkpoint at ~27 %, training again.
+    loads = iteration_load(600, 1000) + [7 * MW + i % 3 * 10 * KW for i in range(400)] \
+        + iteration_load(600, 1000, seed=3)
+    pr = predictor()
+    out = feed(pr, loads)
+    # After the first period of the pause nothing is pre-armed for the old rhythm.
+    assert max(out[600 + 25:1000]) <= 0, max(out[625:1000])
+    assert pr.period_ms() == 1000 and pr.active
+    assert any(x > 10 * MW for x in out[1400:])
+
+
+def test_slow_channel_finds_the_checkpoint_period():
+    loads = []
+    for k in range(4200):                        # 210 s: checkpoints every 60 s, 20 s long
+        t = k * 50
+        if t % 60000 < 20000:
+            loads.append(7 * MW)
+        else:
+            loads.append(square(t, 1000, 26 * MW, 12 * MW))
+    pr = predictor()
+    feed(pr, loads)
+    assert abs(pr.slow_period_ms() - 60000) <= 2000, pr.slow_period_ms()
+    assert pr.s_conf_pm > 600
+    # The largest rise is the end of a checkpoint (at 20 s in each minute):
+    # now (210 s = 30 s into the minute) it is ~50 s away.
+    assert abs(pr.slow_rise_in_ms() - 50000) <= 4000, pr.slow_rise_in_ms()
+
+
+def test_disabled_predictor_only_passes_hints():
+    pr = predictor(pred_enabled=False)
+    assert feed(pr, iteration_load(800, 900)) == [0] * 800
+    pr.hints.add(p.JOB_START, 200, 10 * MW, 250)
+    assert pr.update(12 * MW, 50) == 0          # due in 150 ms: not yet (lead 75 ms)
+    assert pr.update(12 * MW, 50) == 0
+    assert pr.update(12 * MW, 50) == 10 * MW    # due in 50 ms
+
+
+def test_hints_arm_hold_are_consumed_or_expire():
+    h = p.Hints()
+    assert h.add(p.JOB_START, 1000, 10 * MW, 200, job=3) == 0
+    assert h.add(p.CKPT_START, 2000, 8 * MW, 200) == 1
+    lead = 100
+    x = 12 * MW >> 3
+    rises = []
+    for _ in range(20):                          # 1 s at 50 ms
+        rises.append(h.step(50, x, lead) << 3)
+    assert rises[:17] == [0] * 17 and rises[17:] == [10 * MW] * 3
+    assert h.step(50, x, lead) << 3 == 10 * MW   # due now, not yet come: held
+    assert h.step(50, x + (6 * MW >> 3), lead) == 0   # more than half came: consumed
+    assert h.seen == 1 and h.count() == 1
+    # The drop: announced, never seen, expires its window after the due time.
+    drops = 0
+    for _ in range(30):
+        h.step(50, x, lead)
+        drops += h.drop > 0
+    assert h.expired == 1 and h.count() == 0 and drops == 2 + 1 + 4
+    # Full table: the hint due last gives way to one due sooner.
+    for i in range(p.MAX_HINTS):
+        assert h.add(p.CKPT_END, 10000 + i, MW, 0) >= 0
+    assert h.add(p.CKPT_END, 50000, MW, 0) == -1
+    assert h.add(p.CKPT_END, 500, MW, 0) >= 0 and h.dropped == 2
+    assert h.clear() == p.MAX_HINTS and h.count() == 0
+
+
+def test_hint_command_arguments():
+    h = p.Hints()
+    ok, msg, data = h.command({'event': 'job_start', 'in_ms': 30000, 'power_w': 12 * MW, 'job': 7})
+    assert ok and data == {'pending': 1} and 'job_start' in msg
+    ok, msg, data = h.command({'event': 'maint', 'in_ms': 60000, 'power_w': 5 * MW,
+                               'for_ms': 600000})
+    assert ok and data == {'pending': 3}
+    lst = h.command({'event': 'list'})[2]['pending']
+    assert ['maint_end', 660000, 5 * MW, 250, 0] in lst
+    assert h.command({'event': 'clear', 'job': 7})[1] == 'cleared 1 hints'
+    for bad in ({'event': 'launch', 'in_ms': 1, 'power_w': 1},
+                {'event': 'job_start', 'in_ms': '5', 'power_w': 1},
+                {'event': 'job_start', 'in_ms': 5, 'power_w': -1},
+                {'event': 'job_start', 'in_ms': 5},
+                {'event': 'job_end', 'in_ms': 5, 'power_w': 1, 'window_ms': 10 ** 7},
+                {'event': 'clear', 'job': -2}):
+        try:
+            h.command(bad)
+        except ValueError:
+            pass
+        else:
+            assert False, 'accepted %r' % (bad,)
+
+
+def test_skip_keeps_time_and_ages_hints():
+    pr = predictor()
+    feed(pr, iteration_load(600, 900))
+    pr.hints.add(p.JOB_START, 300, 5 * MW, 100)
+    for _ in range(10):
+        assert pr.skip(50) == 0
+    assert pr.hints.count() == 0 and pr.hints.expired == 1
+    assert pr.filled == pr.nf
+
+
+# --- the engine's feed-forward input ---
+
+def engine(**over):
+    base = {'cap_w': 18 * MW, 'recharge_w': 14 * MW, 'recharge_max_w': 2 * MW}
+    base.update(over)
+    return d.Engine(config.validate(base))
+
+
+def test_zero_feed_forward_is_the_reactive_engine():
+    r = Lcg(5)
+    cfgs = ({}, {'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'slew_w_per_s': 50 * MW})
+    for cfg in cfgs:
+        a = engine(**cfg)
+        b = engine(**cfg)
+        batt = 0
+        for _ in range(2000):
+            load = 8 * MW + r.next(20 * MW)
+            args = (load - batt, batt, r.next(10001), r.next(PCS), r.next(PCS), 0,
+                    r.next(1440), NONE, 20 + r.next(80))
+            sa = a.step(*args)
+            assert b.step(*(args + (0,))) == sa and a.reason == b.reason
+            batt = sa
+
+
+def test_rise_pre_arms_within_the_safety_window():
+    e = engine()
+    # 12 MW now, 14 MW more expected: discharge for 26 MW against the 18 MW cap.
+    assert e.step(12 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW) == 8 * MW
+    assert e.reason == d.CAP and e.ff == 14 * MW >> 3
+    # The rise came: same setpoint, nothing left over the cap.
+    assert e.step(26 * MW - 8 * MW, 8 * MW, 5000, PCS, PCS, 0, 0, NONE, 50) == 8 * MW
+    # Never beyond the export limit (0): at 5 MW load the battery gives at most 5 MW.
+    e = engine()
+    assert e.step(5 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 25 * MW) == 5 * MW
+    # pred_min_grid_w keeps the real grid up while pre-arming.
+    cfg = config.validate({'cap_w': 18 * MW, 'recharge_w': 14 * MW})
+    cfg['pred_min_grid_w'] = 4 * MW
+    e = d.Engine(cfg)
+    assert e.step(12 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW) == 8 * MW
+    e = d.Engine(cfg)
+    assert e.step(10 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW) == 6 * MW
+    # PCS limit, SoC reserve and a fault still win.
+    e = engine()
+    assert e.step(12 * MW, 0, 5000, PCS, 3 * MW, 0, 0, NONE, 50, 14 * MW) == 3 * MW
+    e = engine()
+    assert e.step(12 * MW, 0, 1000, PCS, PCS, 0, 0, NONE, 50, 14 * MW) == 0
+    assert e.reason == d.SOC_LIMIT
+    e = engine()
+    assert e.step(12 * MW, 0, 5000, PCS, PCS, d.ST_PCS_FAULT, 0, NONE, 50, 14 * MW) == 0
+
+
+def test_a_false_alarm_is_undone_at_once():
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW)
+    assert e.step(15 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50) == 0
+    sp = e.step(15 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 10 * MW)
+    assert sp == 10 * MW - 100 * KW            # planned grid may rise 100 kW per cycle
+    # The rise did not come: back where the reactive engine would be.
+    assert e.step(15 * MW - sp, sp, 5000, PCS, PCS, 0, 0, NONE, 50) == 0
+
+
+def test_drop_pre_charges_only_under_ramp_smoothing_and_below_the_cap():
+    e = engine()
+    assert e.step(16 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, -6 * MW) == 0
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, recharge_max_w=10 * MW)
+    assert e.step(16 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50) == 0
+    # A 6 MW drop expected: start holding the grid, up to the 18 MW cap.
+    sp = e.step(16 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, -6 * MW)
+    assert sp == -1900 * KW and e.reason == d.RAMP     # the planned grid falls 100 kW
+    assert e.ff == -(2 * MW >> 3)                       # of the 6 MW, 2 fit under the cap
+    # At the cap there is no room at all.
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW)
+    assert e.step(18 * MW, 7 * MW, 5000, PCS, PCS, 0, 0, NONE, 50) == 7 * MW
+    assert e.step(18 * MW, 7 * MW, 5000, PCS, PCS, 0, 0, NONE, 50, -10 * MW) == 7 * MW
+
+
+def test_drops_are_fed_forward_only_when_enabled():
+    loads = iteration_load(800, 900)
+    assert min(feed(predictor(), loads)) == 0
+    assert min(feed(predictor(pred_drops=True), loads)) < -10 * MW
+
+
+def test_mpy_predictor_and_engine_allocate_nothing():
+    from alloc import no_alloc
+    pr = predictor(pred_drops=True)
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, slew_w_per_s=60 * MW)
+    loads = iteration_load(1200, 900, jitter_ms=20)
+    state = [0, 0]
+
+    def cycle():
+        i = state[0] = state[0] + 1
+        load = loads[i % 1200]
+        if i % 97 == 0:
+            pr.skip(50)
+            return
+        ff = pr.update(load, 50)
+        b = state[1]
+        state[1] = e.step(load - b, b, 5000, PCS, PCS, 0, i % 1440, NONE, 50, ff)
+
+    pr.hints.add(p.JOB_START, 3000, 10 * MW, 250)
+    pr.hints.add(p.CKPT_START, 9000, 10 * MW, 250)
+    no_alloc(cycle, 6000, 'Predictor.update + Engine.step')
