@@ -53,7 +53,7 @@ def ct_rig(tmp_path, monkeypatch, unix_only):
         d.mkdir()
         rig = Rig(d, site=site, plant=None if plant_ct is None else {"ct": plant_ct}, key=key)
 
-        def launch(bus, site_path=None, stderr=None, key_path=None):
+        def launch(bus, site_path=None, stderr=None, key_path=None, ct_path=None):
             ct = rig.plant_info.get("ct")
             if ct:
                 monkeypatch.setenv("CABINET_CT", ct)

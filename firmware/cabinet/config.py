@@ -61,6 +61,20 @@ SPEC = {
     'genset_unit': (3, 1, 247),
     'ct': ({}, None, None),                   # current transformers ({}: none, meter only);
                                               # keys in cabinet/ct_config.py
+    'pred_enabled': (False, None, None),      # feed-forward from the load's rhythm and hints
+    'pred_tick_ms': (50, 10, 1000),           # see cabinet/predict.py for the rest
+    'pred_lead_ms': (75, 0, 5000),
+    'pred_period_min_ms': (300, 20, 60000),
+    'pred_period_max_ms': (5000, 40, 60000),
+    'pred_early_ms': (50, 0, 5000),
+    'pred_late_ms': (0, 0, 5000),
+    'pred_min_rise_w': (250000, 0, MAX_W),
+    'pred_min_conf_pm': (500, 0, 1000),
+    'pred_max_err_pm': (300, 0, 1000),
+    'pred_drops': (False, None, None),
+    'pred_slow_tick_ms': (2000, 100, 60000),
+    'pred_slow_period_min_s': (10, 1, 3600),
+    'pred_slow_period_max_s': (600, 2, 3600),
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
     'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)

@@ -22,7 +22,7 @@
 import time
 import micropython
 from array import array
-from cabinet import devmap, dispatch, events, health, modbus, site, telemetry
+from cabinet import devmap, dispatch, events, health, modbus, predict, site, telemetry
 from cabinet.devmap import INVALID
 
 INIT = 0
@@ -98,6 +98,10 @@ class Controller:
                                         devmap.load_map(root + 'maps/%s.json' % cfg['genset_map']))
             self.gen_start_i, self.gen_w_i = self.genset.role('start'), self.genset.role('genset_w')
         self.site = site.Site(cfg)
+        # Job hints arrive by command; the predictor (RAM for its rings) only
+        # when enabled.
+        self.hints = predict.Hints()
+        self.predictor = predict.Predictor(cfg, self.hints) if cfg['pred_enabled'] else None
         self.voltage_dv = self.site.v_lo + 1     # until the meter says otherwise: in window
         self.freq_mhz = self.site.f_lo + 1
         self.pv_w = self.genset_w = 0
@@ -166,6 +170,20 @@ class Controller:
             self.board.send_telemetry(events.frame(d))
         finally:
             if self.locked:
+                micropython.heap_lock()
+
+    def _site_event(self):
+        # Built only after the heap is unlocked: even the dict would allocate.
+        locked = self.locked
+        if locked:
+            micropython.heap_unlock()
+            self.locked = False           # send_event must not unlock twice
+        try:
+            s = self.site
+            self.send_event(EVENT_SITE, {41: s.flags, 42: s.changed, 43: self.soc})
+        finally:
+            if locked:
+                self.locked = True
                 micropython.heap_lock()
 
     def apply_config(self, cfg):
@@ -266,8 +284,10 @@ class Controller:
                     self.off_from_w = b
                 self.off_ms += dt_ms
             else:
+                # Meeting a setpoint we hold in SAFE counts too: otherwise a
+                # PCS that recovered at 0 W would never be trusted again.
                 moved = b - self.off_from_w
-                if moved > tol or moved < -tol:
+                if moved > tol or moved < -tol or self.state == SAFE:
                     self.off_ms = 0
 
     def _ct_setup(self, over):
@@ -398,7 +418,7 @@ class Controller:
         b.set_output('shed', s.shed)
         b.set_output('genset', s.genset)
         if s.changed:
-            self.send_event(EVENT_SITE, {41: s.flags, 42: s.changed, 43: self.soc})
+            self._site_event()
 
     def cycle(self, dt_ms=0):
         """One control cycle, dt_ms after the previous one."""
@@ -414,8 +434,12 @@ class Controller:
         if st == RUN or st == DEGRADED:
             status = dispatch.ST_OUTAGE if self.site.outage else 0
             grid = self.ct_w if self.ct_use else self.grid_w
+            ff = 0
+            if self.predictor is not None:
+                ff = self.predictor.update(grid + self.batt_w, dt_ms)
             setpoint = self.engine.step(grid, self.batt_w, self.soc, self.cha, self.dis,
-                                        status, self.ms_of_day // 60000, self.dr_limit_w, dt_ms)
+                                        status, self.ms_of_day // 60000, self.dr_limit_w, dt_ms,
+                                        ff)
             reason = self.engine.reason
         else:
             setpoint = self.cfg['safe_setpoint_w'] if self.cause <= METER_INVALID else 0

@@ -15,8 +15,9 @@
 # slower, so the rhythm survives the pause.
 #
 # Prediction: the load one period ago over the coming window [now + 1 tick,
-# now + lead] (plus early_ms before it for period jitter, late_ms after it
-# for a late step). rise = that maximum - the load now, but no more than
+# now + lead], widened by early_ms beyond it (a step that comes early: the
+# period jitters) and late_ms before it (one that comes late). rise = that
+# maximum - the load now, but no more than
 # the rise seen one period ago (its max - the lowest load around this phase
 # then), so a level offset of another job is not taken for a step; rises
 # below max(min_rise, mean(D)/4) are ignored. Drops alike; they are fed
@@ -59,7 +60,7 @@ K_AMDF = 6                   # AMDF averaging: 2**6 updates, one every STRIDE ti
                              # (128 ticks, 6.4 s at 50 ms)
 K_GUARD = 7                  # guard averaging: 128 ticks
 SLOW_LAGS_PER_TICK = 4       # slow AMDF work per fast tick
-K_SLOW = 6                   # slow AMDF averaging: 64 updates (~2 min at 2 s ticks)
+K_SLOW = 6                   # slow AMDF averaging: 64 updates (~4 min with the defaults)
 THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
 
 # Hint kinds: rises 1..3, drops 4..6 (the command channel's names).

@@ -83,8 +83,9 @@ class Rig:
             if self.key is not None:
                 key_path = self.dir / "key.bin"
                 key_path.write_bytes(self.key)
+            extra = {"ct_path": self.plant_info["ct"]} if self.plant_info.get("ct") else {}
             self.fw = (self.launch or start_firmware)(self.plant_info["bus"], self.dir / "site.json",
-                                                      stderr=fw_err, key_path=key_path)
+                                                      stderr=fw_err, key_path=key_path, **extra)
             stream = self.fw.stdout
         elif self.target.startswith("port:"):
             import serial

@@ -23,8 +23,10 @@ def micropython_exe():
     return found
 
 
-def firmware_env(bus_path, site_path=None, board="unix", key_path=None):
+def firmware_env(bus_path, site_path=None, board="unix", key_path=None, ct_path=None):
     env = dict(os.environ)
+    if ct_path:
+        env["CABINET_CT"] = str(ct_path)      # the plant's CT sample stream
     env["MICROPYPATH"] = f"{BOARDS / board}:.frozen"
     env["CABINET_BUS"] = str(bus_path)
     if site_path:
@@ -34,9 +36,10 @@ def firmware_env(bus_path, site_path=None, board="unix", key_path=None):
     return env
 
 
-def start_firmware(bus_path, site_path=None, stderr=None, key_path=None):
+def start_firmware(bus_path, site_path=None, stderr=None, key_path=None, ct_path=None):
     """Popen of `micropython main.py`: stdout carries telemetry, stdin commands."""
     return subprocess.Popen([micropython_exe(), "main.py"], cwd=FIRMWARE,
-                            env=firmware_env(bus_path, site_path, key_path=key_path),
+                            env=firmware_env(bus_path, site_path, key_path=key_path,
+                                             ct_path=ct_path),
                             stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE,
                             stdin=subprocess.PIPE)
