@@ -1,4 +1,5 @@
 # Boot: board HAL, stored site config, command channel, then the loop forever.
+import gc
 import sys
 import hal
 from cabinet import config, events, store
@@ -18,6 +19,7 @@ if problem:
 board.log('cabinet: board %s, cap %d W, period %d ms, config from %s'
           % (board.cfg['name'], cfg['cap_w'], cfg['period_ms'], source))
 ctl = Controller(board, cfg)
+gc.collect()                          # boot garbage (parsed maps, config) before the loop
 ctl.config_source = source
 # The replay counter lives beside the site config (the flash root on a board).
 here = board.site_path.rsplit('/', 1)[0] + '/' if '/' in board.site_path else ''

@@ -59,11 +59,6 @@ def test_fault_schedule_is_seeded_and_complete():
 
 # --- regression tests: firmware bugs the soak found ------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG controller.py: _commands() unlocks the heap, then "
-                   "Commands.handle -> _reply -> Controller.send_event unlocks it again; "
-                   "micropython.heap_unlock() at depth 0 wraps to 32767 (locked), so the reply's "
-                   "dict allocation raises MemoryError and the firmware dies: with lock_heap set, "
-                   "any console command (even status) ends it")
 def test_regression_command_with_the_heap_locked(make_rig, unix_only):
     rig = make_rig(site={"lock_heap": True})
     result = {}
@@ -81,11 +76,6 @@ def test_regression_command_with_the_heap_locked(make_rig, unix_only):
     assert result.get("ok"), result.get("errors")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG controller.py:_site: on a change of the site flags "
-                   "(grid lost or back, shed, genset) it builds the event's dict {41:..., 42:..., "
-                   "43:...} in the loop before send_event unlocks the heap: an allocation in the "
-                   "steady-state loop (the soak counts it in loop_alloc_bytes), and with lock_heap "
-                   "the firmware dies with MemoryError at the first outage")
 def test_regression_grid_outage_with_the_heap_locked(make_rig, unix_only):
     rig = make_rig(site={"lock_heap": True, "reconnect_ms": 1000})
     rig.faults = ["grid-outage@3+2"]
@@ -94,12 +84,6 @@ def test_regression_grid_outage_with_the_heap_locked(make_rig, unix_only):
     assert s["ok"], s["errors"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG controller.py:_read_pcs (not-following detection): "
-                   "once in SAFE(pcs_not_following) the setpoint is 0 W; a PCS that was stuck near "
-                   "0 W (within follow_tol_w) agrees with it, and agreeing only resets off_ms if "
-                   "the PCS moved by more than follow_tol_w since it went off - it never does, so "
-                   "the controller stays in SAFE after the PCS recovers (until a grid outage "
-                   "happens to reset off_ms): peak shaving is lost for good")
 def test_regression_pcs_stuck_at_idle_recovers(make_rig, unix_only, tmp_path):
     # ~15 MW (between recharge and cap: battery idle at 0 W), then ~24 MW from
     # 4 s; a little noise, or the meter would look frozen.

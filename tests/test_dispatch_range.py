@@ -150,14 +150,14 @@ def random_pred_config(rng):
     return {"pred_enabled": True, "pred_tick_ms": tick,
             "pred_period_min_ms": pmin,
             "pred_period_max_ms": rng.choice([pmin + tick, 5000, 60000]),
-            "pred_lead_ms": rng.choice([0, 75, 2000]), "pred_early_ms": rng.choice([0, 50, 1000]),
-            "pred_late_ms": rng.choice([0, 50, 1000]),
+            "pred_lead_ms": rng.choice([0, 75, 5000]), "pred_early_ms": rng.choice([0, 50, 5000]),
+            "pred_late_ms": rng.choice([0, 50, 5000]),
             "pred_min_rise_w": rng.choice([0, 250_000, GW]),
             "pred_min_conf_pm": rng.choice([0, 500, 1000]),
             "pred_max_err_pm": rng.choice([0, 300, 1000]), "pred_drops": rng.random() < 0.5,
             "pred_slow_tick_ms": rng.choice([100, 2000, 60000]),
             "pred_slow_period_min_s": rng.choice([1, 10]),
-            "pred_slow_period_max_s": rng.choice([20, 600, 7200])}
+            "pred_slow_period_max_s": rng.choice([20, 600, 3600])}
 
 
 def extreme_loads(rng, n):

@@ -156,6 +156,6 @@ class Commands:
         # "clear" and "list" too. Arguments are checked in Hints.command.
         hints = getattr(self.ctl, 'hints', None)
         if hints is None:
-            return FAILED, 'this firmware keeps no job hints', None
+            return FAILED, 'job hints need prediction on (pred_enabled)', None
         ok, message, data = hints.command(args)
         return (OK if ok else FAILED), message, data

@@ -22,7 +22,7 @@
 import time
 import micropython
 from array import array
-from cabinet import devmap, dispatch, events, health, modbus, predict, site, telemetry
+from cabinet import devmap, dispatch, events, health, modbus, site, telemetry
 from cabinet.devmap import INVALID
 
 INIT = 0
@@ -100,8 +100,11 @@ class Controller:
         self.site = site.Site(cfg)
         # Job hints arrive by command; the predictor (RAM for its rings) only
         # when enabled.
-        self.hints = predict.Hints()
-        self.predictor = predict.Predictor(cfg, self.hints) if cfg['pred_enabled'] else None
+        self.hints = self.predictor = None
+        if cfg['pred_enabled']:
+            from cabinet import predict     # its code and rings only where it is on
+            self.hints = predict.Hints()
+            self.predictor = predict.Predictor(cfg, self.hints)
         self.voltage_dv = self.site.v_lo + 1     # until the meter says otherwise: in window
         self.freq_mhz = self.site.f_lo + 1
         self.pv_w = self.genset_w = 0
@@ -203,12 +206,15 @@ class Controller:
     def _commands(self):
         c = self.commands
         if c is not None and c.poll():
-            if self.locked:
+            locked = self.locked
+            if locked:
                 micropython.heap_unlock()
+                self.locked = False       # send_event (the reply) must not unlock again
             try:
                 c.handle()
             finally:
-                if self.locked:
+                if locked:
+                    self.locked = True
                     micropython.heap_lock()
             if self.reboot_requested:
                 self.board.reset()

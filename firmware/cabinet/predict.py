@@ -46,9 +46,10 @@
 # Hints: announced job events with a time and a power step (job start,
 # checkpoint start/end, job end, maintenance) in a preallocated table
 # (Hints) that the command channel fills. A hint arms the feed-forward from
-# lead_ms before it is due until half of its step has been seen, or until
-# its window after the due time has passed; then it is dropped. A large
-# announced drop also mutes the fast channel (the rhythm stops there).
+# lead_ms before it is due, with the part of its step not seen yet, until
+# 7/8 of the step has come or its window after the due time has passed;
+# then it is dropped. Announced steps add to the rhythm's prediction; a
+# large announced drop also mutes the fast channel (the rhythm stops there).
 #
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
@@ -256,15 +257,18 @@ class Hints:
                 d = -600000
             self.due[i] = d
             p = self.power[i] >> Q
+            left = p                             # the part of the step still to come
             if self.armed[i]:
                 moved = load - self.base[i] if kd <= MAINT_END else self.base[i] - load
-                if moved + moved >= p:           # half the step came: consumed
+                if moved >= p - (p >> 3):        # (7/8 of) the step came: consumed
                     self.kind[i] = 0
                     self.seen += 1
                     if kd > MAINT_END:
                         self.drops_seen += 1
                         self.last_drop = p
                     continue
+                if moved > 0:
+                    left = p - moved
             if d < -self.window[i]:
                 self.kind[i] = 0
                 self.expired += 1
@@ -273,6 +277,7 @@ class Hints:
                 if not self.armed[i]:
                     self.armed[i] = 1
                     self.base[i] = load
+                p = left
                 if kd <= MAINT_END:
                     rise += p
                     if rise > LIM:
@@ -295,7 +300,9 @@ class Predictor:
     pred_min_conf_pm, pred_max_err_pm, pred_drops, pred_slow_tick_ms,
     pred_slow_period_min_s, pred_slow_period_max_s.
     hints: a Hints table (the command channel's), or None for a new one.
-    Everything is allocated here; update() allocates nothing."""
+    Everything is allocated here; update() allocates nothing. Disabled, it
+    keeps no history (a few hundred bytes) and only runs the hints, so a
+    controller can always have one."""
 
     def __init__(self, cfg, hints=None):
         g = cfg.get
@@ -316,9 +323,10 @@ class Predictor:
         self.hints = hints if hints is not None else Hints()
         # Fast ring: two periods of history plus the scoring window.
         w = self.h + self.me
-        self.nf = nf = 2 * self.lmax + 2 * w + 4
+        on = 1 if self.enabled else 0
+        self.nf = nf = (2 * self.lmax + 2 * (w + self.m) + 4) * on + 1 - on
         self.x = array('i', [0] * nf)
-        self.nl = nl = self.lmax - self.lmin + 1
+        self.nl = nl = (self.lmax - self.lmin + 1) * on + 1 - on
         self.d = array('i', [0] * nl)
         self.dsh = _bits(nl // 4)            # keeps sum(D >> dsh) < 2**30
         self.pr = array('i', [0] * (w + 1))          # predicted rise per tick, for scoring
@@ -330,9 +338,9 @@ class Predictor:
         self.smax = max(self.smin + 1, g('pred_slow_period_max_s', 600) * 1000 // (self.stick * tick))
         if self.smax > self.smin + MAX_SLOW_LAGS - 1:
             self.smax = self.smin + MAX_SLOW_LAGS - 1
-        self.ns = ns = 2 * self.smax + 2
+        self.ns = ns = (2 * self.smax + 2) * on + 1 - on
         self.s = array('i', [0] * ns)
-        self.snl = snl = self.smax - self.smin + 1
+        self.snl = snl = (self.smax - self.smin + 1) * on + 1 - on
         self.sd = array('i', [0] * snl)
         self.sdsh = _bits(snl // 4)
         self.reset()
@@ -439,10 +447,11 @@ class Predictor:
             if h.last_drop >= self.mean:
                 self.susp = self.period + self.w + 1
         self.hint_w = (hr - hd) << Q
-        if hr > rise:
-            rise = hr
-        if hd > drop:
-            drop = hd
+        # Announced steps add to the rhythm's: a job that starts now is not
+        # in the history of the last period (and the rhythm of one that
+        # paused for a checkpoint has been suspended).
+        rise += hr
+        drop += hd
         if rise > LIM:
             rise = LIM
         if drop > LIM:

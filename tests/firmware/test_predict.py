@@ -132,6 +132,7 @@ def test_slow_channel_finds_the_checkpoint_period():
 
 def test_disabled_predictor_only_passes_hints():
     pr = predictor(pred_enabled=False)
+    assert pr.nf == pr.ns == 1                    # no history kept: only the hint table
     assert feed(pr, iteration_load(800, 900)) == [0] * 800
     pr.hints.add(p.JOB_START, 200, 10 * MW, 250)
     assert pr.update(12 * MW, 50) == 0          # due in 150 ms: not yet (lead 75 ms)
@@ -150,7 +151,8 @@ def test_hints_arm_hold_are_consumed_or_expire():
         rises.append(h.step(50, x, lead) << 3)
     assert rises[:17] == [0] * 17 and rises[17:] == [10 * MW] * 3
     assert h.step(50, x, lead) << 3 == 10 * MW   # due now, not yet come: held
-    assert h.step(50, x + (6 * MW >> 3), lead) == 0   # more than half came: consumed
+    assert h.step(50, x + (6 * MW >> 3), lead) << 3 == 4 * MW   # 6 came: 4 still armed
+    assert h.step(50, x + (9 * MW >> 3), lead) == 0   # 7/8 of it came: consumed
     assert h.seen == 1 and h.count() == 1
     # The drop: announced, never seen, expires its window after the due time.
     drops = 0

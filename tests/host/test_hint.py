@@ -113,7 +113,7 @@ def test_wrong_key_is_rejected_by_the_device(device):
 def test_device_without_hints_says_so(device):
     del device.ctl.hints
     r = hint.Forwarder(device, KEY).forward({"event": "job_end", "in_s": 1, "power_w": 1})
-    assert not r["ok"] and "keeps no job hints" in r["message"]
+    assert not r["ok"] and "job hints need prediction on" in r["message"]
 
 
 def _serve(srv):
