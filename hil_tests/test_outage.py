@@ -59,7 +59,7 @@ def test_pv_surplus_charges_the_battery_before_anything_is_exported(make_rig, un
     plant = {"pv_peak_w": 24e6, "clock_start_h": 13.0, "capacity_wh": 20e6, "soc0_cpct": 5000,
              "charge_max_w": 20e6, "discharge_max_w": 20e6}
     rig = make_rig(site={"pv_map": "pv_sunspec", "recharge_w": 14_000_000,
-                         "export_margin_w": 300_000}, plant=plant)
+                         "export_margin_w": 1_000_000}, plant=plant)
     s = rig.run(8)
     assert s["ok"], s["errors"]
     assert s["invariant_violations"] == 0, s["first_violations"]
