@@ -63,43 +63,84 @@ STATE_RUN = 1
 STATE_SAFE = 3
 
 # MicroPython, run in the firmware folder instead of main.py: main.py itself,
-# with heap figures in the `status` reply. Commands are the only code that
-# may allocate (outside the loop); the probe reads gc.mem_alloc() as each
-# command starts and ends, so whatever the heap gained between the end of
-# one command and the start of the next was allocated - and kept - by the
-# loop. A fall in between, or during a command, is a garbage collection
-# (a lower bound on their number: two in one interval count once).
-# No thread: the figures come from the firmware's own thread, between cycles.
+# with heap figures in the `status` reply. Only commands and the rare event
+# frames (boot, config, site changes: "they allocate; they are not the steady
+# state", cabinet/events.py) may allocate; the probe reads gc.mem_alloc() as
+# each command or event starts and ends, so whatever the heap gained between
+# them was allocated - and kept - by the steady-state loop. A fall in between,
+# or during a command, is a garbage collection (a lower bound on their number;
+# the probe's own collections excluded). No thread: the figures come from the
+# firmware's own thread, between cycles.
 PROBE = r"""
 import gc
 import sys
 sys.path.insert(0, '')
-from cabinet import commands
+from cabinet import commands, controller
 
-# loop bytes kept, GCs between commands, GCs during commands, heap after the
-# last command, commands seen, forced collections
-S = [0, 0, 0, -1, 0, 0]
-_handle = commands.Commands.handle
-_status = commands.Commands.cmd_status
+# 0 loop bytes, 1 GCs between, 2 GCs during commands, 3 heap after the last
+# command/event, 4 commands seen, 5 forced collections, 6 event bytes, 7 depth,
+# 8 events seen
+S = [0, 0, 0, -1, 0, 0, 0, 0, 0]
 
 
-def _handle_probe(self):
-    s = S
+def _enter(s):
     pre = gc.mem_alloc()
-    if s[3] >= 0:
+    if s[7] == 0 and s[3] >= 0:
         if pre > s[3]:
             s[0] += pre - s[3]
         elif pre < s[3]:
             s[1] += 1
+    s[7] += 1
+    return pre
+
+
+def _leave(s, pre, forced, event):
+    s[7] -= 1
+    post = gc.mem_alloc()
+    if post < pre and s[5] == forced:
+        s[2] += 1
+    if s[7] == 0:
+        if event and post > pre:
+            s[6] += post - pre
+        s[3] = post
+
+
+_handle = commands.Commands.handle
+_status = commands.Commands.cmd_status
+_event = controller.Controller.send_event
+_site_event = getattr(controller.Controller, '_site_event', None)
+
+
+def _handle_probe(self):
+    s = S
+    pre = _enter(s)
     forced = s[5]
     try:
         return _handle(self)
     finally:
-        post = gc.mem_alloc()
-        if post < pre and s[5] == forced:
-            s[2] += 1
-        s[3] = post
         s[4] += 1
+        _leave(s, pre, forced, False)
+
+
+def _event_probe(self, code, fields):
+    s = S
+    pre = _enter(s)
+    forced = s[5]
+    try:
+        return _event(self, code, fields)
+    finally:
+        s[8] += 1
+        _leave(s, pre, forced, True)
+
+
+def _site_event_probe(self):
+    s = S
+    pre = _enter(s)
+    forced = s[5]
+    try:
+        return _site_event(self)
+    finally:
+        _leave(s, pre, forced, True)
 
 
 def _status_probe(self, args):
@@ -112,12 +153,17 @@ def _status_probe(self, args):
     data['heap_free'] = gc.mem_free()
     data['gc_runs'] = S[1] + S[2]
     data['loop_alloc_bytes'] = S[0]
+    data['event_alloc_bytes'] = S[6]
+    data['events_seen'] = S[8]
     data['commands_seen'] = S[4]
     return code, msg, data
 
 
 commands.Commands.handle = _handle_probe
 commands.Commands.cmd_status = _status_probe
+controller.Controller.send_event = _event_probe
+if _site_event is not None:
+    controller.Controller._site_event = _site_event_probe
 exec(compile(open('main.py').read(), 'main.py', 'exec'), {'__name__': '__main__'})
 """
 
@@ -286,6 +332,8 @@ def run(minutes, seed=1, run_dir=None, quiet=True, status_every_s=60.0, out=sys.
         d = dict(ev.get("data") or {})
         d["t_s"] = round(time.monotonic() - t_start, 1)
         samples.append(d)
+        with open(run_dir / "heap.jsonl", "a") as f:      # for --judge of a run cut short
+            f.write(json.dumps(d) + "\n")
         return d
 
     while not rig.logger.frames and time.monotonic() - t_start < 15 and th.is_alive():
@@ -306,7 +354,7 @@ def run(minutes, seed=1, run_dir=None, quiet=True, status_every_s=60.0, out=sys.
         while time.monotonic() - t_start < seconds - 6 and th.is_alive():
             time.sleep(0.5)
             if time.monotonic() >= next_at:
-                status()
+                status(collect=True)
                 next_at += status_every_s
                 if not quiet:
                     f = rig.logger.latest or {}
@@ -326,6 +374,11 @@ def run(minutes, seed=1, run_dir=None, quiet=True, status_every_s=60.0, out=sys.
     return s
 
 
+def _delta(first, last, key):
+    a, b = first.get(key), last.get(key)
+    return None if a is None or b is None else b - a
+
+
 def summarize(rig, result, sched, samples, first, last, errors):
     site = invariants.site_config(SITE)
     frames = rig.logger.frames
@@ -343,8 +396,13 @@ def summarize(rig, result, sched, samples, first, last, errors):
         heap = {"heap_used_start": first.get("heap_used"), "heap_used_end": last.get("heap_used"),
                 "heap_live_start": first.get("heap_live"), "heap_live_end": last.get("heap_live"),
                 "heap_free_end": last.get("heap_free"),
-                "loop_alloc_bytes": last.get("loop_alloc_bytes"),
-                "gc_runs": last.get("gc_runs"), "commands_seen": last.get("commands_seen")}
+                # Counted from the first sample after the warm-up: the first
+                # commands settle one-off buffers (a few hundred bytes, once).
+                "loop_alloc_bytes": _delta(first, last, "loop_alloc_bytes"),
+                "event_alloc_bytes": _delta(first, last, "event_alloc_bytes"),
+                "events_seen": _delta(first, last, "events_seen"),
+                "heap_live_max": max((d.get("heap_live") or 0) for d in samples),
+                "gc_runs": _delta(first, last, "gc_runs"), "commands_seen": last.get("commands_seen")}
         if None not in (heap["heap_live_start"], heap["heap_live_end"]):
             heap["heap_growth_bytes"] = heap["heap_live_end"] - heap["heap_live_start"]
     errors = list(errors) + list(result.get("errors", []))
@@ -376,7 +434,8 @@ def summarize(rig, result, sched, samples, first, last, errors):
         "peak_grid_w": result.get("peak_grid_w"),
         "max_over_cap_ms": result.get("max_over_cap_ms"),
         "min_soc_cpct": result.get("min_soc_cpct"),
-        "heap_trace": [{k: d.get(k) for k in ("t_s", "heap_used", "gc_runs", "loop_alloc_bytes")}
+        "heap_trace": [{k: d.get(k) for k in ("t_s", "heap_used", "heap_live", "gc_runs",
+                                              "loop_alloc_bytes", "event_alloc_bytes")}
                        for d in samples],
         "errors": errors,
     }
@@ -433,7 +492,20 @@ def judge(run_dir):
     back, unrecovered, worst = recoveries(frames, t0, sched, site)
     cyc = tel["cycle_us"]
     st = tel["state"].astype(int)
-    return {"run_dir": str(run_dir), "plant_s": round(t_end, 1), "cycles": len(cyc),
+    heap = {}
+    hp = run_dir / "heap.jsonl"
+    if hp.exists():
+        hs = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()]
+        live = [d for d in hs if d.get("heap_live") is not None]
+        if len(live) >= 2:
+            a, b = live[1 if len(live) > 2 else 0], live[-1]     # after the warm-up
+            heap = {"heap_live_start": a["heap_live"], "heap_live_end": b["heap_live"],
+                    "heap_growth_bytes": b["heap_live"] - a["heap_live"],
+                    "heap_live_max": max(d["heap_live"] for d in live),
+                    "loop_alloc_bytes": _delta(a, b, "loop_alloc_bytes"),
+                    "event_alloc_bytes": _delta(a, b, "event_alloc_bytes"),
+                    "gc_runs": _delta(a, b, "gc_runs"), "heap_samples": len(hs)}
+    return {"run_dir": str(run_dir), "plant_s": round(t_end, 1), **heap, "cycles": len(cyc),
             "late_cycles": int(tel["late_cycles"][-1]), "max_cycle_us": int(cyc.max()),
             "p99_cycle_us": int(np.percentile(cyc, 99)),
             "time_in_state_pct": {n: round(100 * float(np.mean(st == i)), 1)
