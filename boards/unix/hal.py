@@ -11,6 +11,8 @@ import sys
 import termios
 import time
 
+from cabinet.console import ConsoleIn
+
 _DIR = __file__.rsplit('/', 1)[0] if '/' in __file__ else '.'
 VMIN, VTIME = 6, 5            # indices in termios cc (Linux); the module lacks the names
 CT_ENV = 'CABINET_CT'         # the plant's CT pty (its ready line's "ct")
@@ -203,11 +205,7 @@ class Board:
         self.site_path = os.getenv('CABINET_SITE') or 'site.json'
         self.key_path = os.getenv('CABINET_KEY') or 'key.bin'
         self._start_watchdog(self.cfg['watchdog_ms'])
-        self._in_poll = select.poll()
-        self._in_poll.register(sys.stdin, select.POLLIN)
-        self._stdin_readinto = sys.stdin.buffer.readinto
-        self._one = bytearray(1)
-        self._in_ready()                  # first ipoll allocates its result tuple
+        self.console_readinto = ConsoleIn().readinto
         self.ct = None                    # CtPipe, once the controller asks for CTs
 
     def ct_open(self, samples, channels, rate_hz):
@@ -229,22 +227,6 @@ class Board:
         if self.ct is None:
             return 0
         return self.ct.read(arr)
-
-    def console_readinto(self, buf):
-        """Bytes waiting on the console (stdin), without blocking: 0 if none."""
-        n = 0
-        one = self._one
-        while n < len(buf) and self._in_ready():
-            if not self._stdin_readinto(one):
-                break                     # end of input
-            buf[n] = one[0]
-            n += 1
-        return n
-
-    def _in_ready(self):
-        for _ in self._in_poll.ipoll(0):
-            return True
-        return False
 
     def reset(self):
         # Like machine.reset(): the supervisor (vboard, or whoever runs us) restarts.

@@ -8,9 +8,10 @@
 # feed_watchdog, led, read_ct, read_ct_block) allocate nothing: methods are bound once here,
 # bytes are copied by index from a preallocated scratch buffer (slices allocate).
 import json
-import select
 import sys
 import time
+
+from cabinet.console import ConsoleIn
 
 LOG_LINES = 16                # Board.recent_logs keeps the last this many
 
@@ -119,35 +120,13 @@ class McuBoard:
         self.key_path = 'key.bin'
         self._reset = reset
         self._outputs = {}                # name -> Pin, filled by the board's hal.py
-        inp = getattr(sys.stdin, 'buffer', sys.stdin)
-        self._in_poll = select.poll()
-        self._in_poll.register(sys.stdin, select.POLLIN)
-        self._stdin_readinto = inp.readinto
-        self._one = bytearray(1)
-        self._in_ready()                  # first ipoll allocates its result tuple
+        self.console_readinto = ConsoleIn().readinto
 
     def start_watchdog(self, wdt):
         # Call last, so a bad board.json fails with the REPL still reachable:
         # once started the watchdog cannot be stopped, only fed (machine.WDT).
         self._wdt = wdt
         self._feed = wdt.feed
-
-    def console_readinto(self, buf):
-        """Bytes waiting on the USB console, without blocking: 0 if none.
-        One byte per readinto: a larger read would wait for the whole buffer."""
-        n = 0
-        one = self._one
-        while n < len(buf) and self._in_ready():
-            if not self._stdin_readinto(one):
-                break
-            buf[n] = one[0]
-            n += 1
-        return n
-
-    def _in_ready(self):
-        for _ in self._in_poll.ipoll(0):
-            return True
-        return False
 
     def reset(self):
         self._reset()                  # machine.reset, handed in by the board's hal.py
