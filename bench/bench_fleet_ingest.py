@@ -70,7 +70,7 @@ ROWWISE = textwrap.dedent("""
     from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
-    from cabctl.ingest import Rows, schema_sql
+    from cabctl.fleetdb import Rows, schema_sql
     from cabctl.mqtt_pub import connect_client
     from cabctl.telemetry import load_schema
     url, dsn, sites = sys.argv[1], sys.argv[2], sys.argv[3:]

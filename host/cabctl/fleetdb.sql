@@ -1,6 +1,6 @@
--- Fleet telemetry in PostgreSQL, written by `cabctl ingest` (host/cabctl/ingest.py).
--- GENERATED from firmware/telemetry.json (version 4) by cabctl.ingest.schema_sql();
--- regenerate with: python -m cabctl.ingest --schema > host/cabctl/fleetdb.sql
+-- Fleet telemetry in PostgreSQL, written by `cabctl ingest` (host/cabctl/ingest.py, fleetdb.py).
+-- GENERATED from firmware/telemetry.json (version 4) by cabctl.fleetdb.schema_sql();
+-- regenerate with: python -m cabctl.fleetdb --schema > host/cabctl/fleetdb.sql
 -- Idempotent: `cabctl ingest` runs it at start; psql -f fleetdb.sql does the same.
 
 -- One row per cycle frame. ts: the logger's wall-clock time when it read the

@@ -22,7 +22,7 @@ psycopg = pytest.importorskip("psycopg")
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from cabctl import ingest, mqtt_pub  # noqa: E402
+from cabctl import fleetdb, ingest, mqtt_pub  # noqa: E402
 from cabctl.telemetry import load_schema  # noqa: E402
 
 
@@ -161,19 +161,19 @@ def test_schema_file_matches_telemetry_json():
     import re
     import warnings
     from pathlib import Path
-    text = (Path(ingest.__file__).with_name("fleetdb.sql")).read_text()
+    text = (Path(fleetdb.__file__).with_name("fleetdb.sql")).read_text()
     schema = load_schema()
     names = [f["name"] for f in schema["fields"]]
     body = text.split("CREATE TABLE IF NOT EXISTS telemetry (", 1)[1].split(") PARTITION BY", 1)[0]
     cols = re.findall(r"^    (\w+) +bigint,$", body, re.M)
     k = min(len(cols), len(names))
     assert cols[:k] == names[:k], f"fleetdb.sql columns {cols} are not telemetry.json's fields {names}"
-    regen = "python -m cabctl.ingest --schema > host/cabctl/fleetdb.sql"
+    regen = "python -m cabctl.fleetdb --schema > host/cabctl/fleetdb.sql"
     if cols != names:                 # fields appended on one side only: out of step, not wrong
         warnings.warn(f"fleetdb.sql columns {cols[k:]} / telemetry.json fields {names[k:]} "
                       f"differ: {regen}")
     else:
-        assert text == ingest.schema_sql(schema), f"fleetdb.sql is stale: {regen}"
+        assert text == fleetdb.schema_sql(schema), f"fleetdb.sql is stale: {regen}"
 
 
 def test_payloads_topics_and_ts():
@@ -188,7 +188,7 @@ def test_payloads_topics_and_ts():
     p = mqtt_pub.MqttPublisher("mqtt://127.0.0.1:1", "s", "c", start=False)
     stamps = [p._stamp() for _ in range(1000)]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))          # strictly increasing
-    rows = ingest.Rows(load_schema())
+    rows = fleetdb.Rows(load_schema())
     payload = mqtt_pub.encode({"seq": 7, "grid_w": -5, "host_time_s": 1.5, "key_99": 3}, stamps[-1])
     assert b"host_time_s" not in payload and b" " not in payload
     kind, row = rows.parse("cabinet/s/c/telemetry", payload)
