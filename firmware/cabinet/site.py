@@ -14,6 +14,7 @@ OUTAGE = 1        # bits of .flags (telemetry `site_flags`)
 SHED = 2
 GENSET = 4
 CURTAIL = 8
+PV_NO_LIMIT = 0x1FFFFFFF  # PV limit register value: not curtailed
 
 
 class Site:
@@ -39,6 +40,7 @@ class Site:
         self.gen_ms = 0           # genset running for this long
         self.cool_ms = 0          # cool-down left after the grid returned
         self.changed = 0          # flags that changed in the last update
+        self.pv_limit_w = PV_NO_LIMIT
 
     def grid_ok(self, voltage_dv, freq_mhz):
         return (self.v_lo <= voltage_dv <= self.v_hi) and (self.f_lo <= freq_mhz <= self.f_hi)
@@ -77,6 +79,22 @@ class Site:
                 else:
                     self.genset = False
         self.changed = before ^ self.flags
+
+    def curtail_pv(self, pv_w, consumption_w, room_w, export_limit_w, margin_w):
+        """PV limit (W, PV_NO_LIMIT: none) so the site exports at most export_limit_w.
+
+        What fits is the site's consumption plus what the battery can still
+        absorb (room_w); near that, limit the PV with a margin for a load drop
+        between cycles."""
+        allowed = consumption_w + room_w + export_limit_w - margin_w
+        if self.curtail:
+            # Keep limiting while the PV output sits at its limit (it could
+            # give more); release when clouds keep it well below.
+            self.curtail = pv_w >= self.pv_limit_w - margin_w
+        else:
+            self.curtail = pv_w > allowed
+        self.pv_limit_w = (allowed if allowed > 0 else 0) if self.curtail else PV_NO_LIMIT
+        return self.pv_limit_w
 
     @property
     def flags(self):

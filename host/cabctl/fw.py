@@ -1,7 +1,8 @@
 """The firmware's pure modules, imported on CPython (unchanged, same source).
 
-The host runs the very dispatch engine and config validation that run on
-the board, so `cabctl sim` and `cabctl flash` can never disagree with it.
+The host runs the very dispatch engine, site logic (outage, genset, PV)
+and config validation that run on the board, so `cabctl sim` and
+`cabctl flash` can never disagree with it.
 """
 import sys
 
@@ -10,6 +11,6 @@ from .paths import FIRMWARE
 if str(FIRMWARE) not in sys.path:
     sys.path.insert(0, str(FIRMWARE))
 
-from cabinet import config, dispatch  # noqa: E402
+from cabinet import config, dispatch, site  # noqa: E402
 
-__all__ = ["config", "dispatch"]
+__all__ = ["config", "dispatch", "site"]

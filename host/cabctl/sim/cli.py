@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import profiles
 from ..rig import new_run_dir
 from . import controllers, report, run, scenario
+from . import site as site_sim
 
 CONTROLLERS = ("cabinet", "none", "openems", "optimal")
 PRED = "cabinet_pred"
@@ -63,6 +64,16 @@ def simulate(sc, which, profile=None, hours=None, prediction="off", hints=True, 
     prof = profiles.load(spec, seed=sc["seed"], seconds=seconds)
     site, plant_cfg, period = sc["site_cfg"], sc["plant_cfg"], sc["period_ms"]
     out = {"scenario": sc["name"], "profile": prof.name, "seconds": seconds, "period_ms": period}
+    # Outage, PV, genset: the cabinet runs with the firmware's site logic;
+    # the other controllers have none, so such a scenario runs only it.
+    on_site = [k for k in ("outage", "pv", "genset") if k in sc]
+    if on_site:
+        which = [w for w in which if w == "cabinet"]
+        if not which:
+            raise ValueError(f"scenario {sc['name']} has {'/'.join(on_site)}: "
+                             f"only the cabinet controller runs it")
+    outage = sc.get("outage")
+    faults = [f"grid-outage@{outage.start_s:g}+{outage.duration_s:g}"] if outage else []
     traces = {}
     baseline = run.no_battery(prof, period, seconds)
     events = []
@@ -85,17 +96,24 @@ def simulate(sc, which, profile=None, hours=None, prediction="off", hints=True, 
             if name == "none":
                 tr = baseline
             else:
+                cls = site_sim.CabinetSite if on_site else controllers.Cabinet
+                kw = {"pv": "pv" in sc} if on_site else {}
                 if name == "cabinet":
-                    ctl = controllers.Cabinet(site)
+                    ctl = cls(site, **kw)
                 elif name == PRED:
-                    ctl = controllers.Cabinet(site, prediction=True, hints=events,
-                                              pred_cfg=pred_cfg, hint_lead_s=hint_lead_s)
+                    ctl = cls(site, prediction=True, hints=events, pred_cfg=pred_cfg,
+                              hint_lead_s=hint_lead_s, **kw)
                 else:
                     ctl = controllers.OpenEms(site)
                 ctls[name] = ctl
-                tr = run.simulate(prof, plant_cfg, ctl, period, seconds)
+                tr = run.simulate(prof, plant_cfg, ctl, period, seconds, outage=outage)
             traces[name] = tr
-            out[name] = report.metrics(tr, site, plant_cfg.capacity_wh, sc.get("tariff", {}))
+            out[name] = report.metrics(tr, site, plant_cfg.capacity_wh, sc.get("tariff", {}),
+                                       faults=faults)
+            if outage is not None and outage.start_s < seconds and tr.islanded is not None:
+                out[name]["outage"] = site_sim.ride_through(tr, outage, site)
+            if "pv" in sc and tr.pv_w is not None:
+                out[name]["pv"] = site_sim.pv_figures(tr)
             if name == PRED:
                 out[name]["predictor"] = ctl.summary(len(tr.t_s) // 2)
         out[name]["cpu_s"] = round(time.process_time() - t0, 2)
@@ -164,5 +182,7 @@ def format_table(out):
         if "energy_above_cap_cut_pct" in out["prediction"]:
             lines.append(f"energy above cap with prediction: "
                          f"-{out['prediction']['energy_above_cap_cut_pct']} % vs reactive")
+    for n in names:
+        lines += site_sim.format_lines(n, out[n])
     lines.append(f"run folder: {out.get('run_dir', '')}")
     return "\n".join(lines)

@@ -19,6 +19,12 @@ class Measured:
     minute_of_day: int
     dt_ms: int
     t_ms: int = 0              # plant time of this cycle (for delivering job hints)
+    # Site runs (sim/site.py): the meter's voltage and frequency, the PCS's
+    # islanded alarm, the PV inverter's output.
+    voltage_dv: int = 0
+    freq_mhz: int = 0
+    islanded: bool = False
+    pv_w: int = 0
 
 
 class Cabinet:
@@ -45,6 +51,7 @@ class Cabinet:
             self.pending = sorted(((e["t_s"] - hint_lead_s, e) for e in hints),
                                   key=lambda p: p[0], reverse=True)
         self.hint_window_ms = hint_window_ms
+        self.status = 0            # dispatch.ST_* bits (set by sim/site.CabinetSite)
         self.ff_w = 0
         self.active_ticks = 0
         self.armed_cycles = 0
@@ -72,8 +79,8 @@ class Cabinet:
             self.armed_cycles += ff != 0
         self.ff_w = ff
         return self.engine.step(m.grid_w, m.battery_w, m.soc_cpct, m.charge_max_w,
-                                m.discharge_max_w, 0, m.minute_of_day, dispatch.NO_LIMIT, m.dt_ms,
-                                ff)
+                                m.discharge_max_w, self.status, m.minute_of_day, dispatch.NO_LIMIT,
+                                m.dt_ms, ff)
 
 
 # The generator's event names -> the device's hint kinds.

@@ -22,6 +22,11 @@ def plot_sim(traces, cap_w, path):
             ax.plot(t, block_means(tr.grid_w, per_s) / 1e6, lw=0.7, color=colors.get(name),
                     label=f"grid, {name} (1 s)")
             ax2.plot(t, block_means(tr.soc_cpct, per_s) / 100, color=colors.get(name), label=name)
+    site = next((tr for tr in traces.values() if getattr(tr, "pv_w", None) is not None), None)
+    if site is not None:                  # outage/PV/genset runs (sim/site.py)
+        ax.plot(t, block_means(site.pv_w, per_s) / 1e6, lw=0.7, color="gold", label="PV (1 s)")
+        ax.plot(t, block_means(site.genset_w, per_s) / 1e6, lw=0.9, color="tab:brown",
+                label="genset (1 s)")
     ax.axhline(cap_w / 1e6, color="tab:red", ls="--", lw=1, label="cap")
     ax.set_ylabel("MW")
     ax.legend(loc="upper right", ncol=5, fontsize=8)

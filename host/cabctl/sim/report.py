@@ -39,7 +39,7 @@ def cost_usd(grid_w, period_s, tariff, cap_w):
             + over_kwh * tariff.get("over_cap_usd_per_kwh", 0.0))
 
 
-def metrics(tr, site, capacity_wh, tariff):
+def metrics(tr, site, capacity_wh, tariff, faults=()):
     dt = tr.period_s
     cap = site["cap_w"]
     g = tr.grid_w
@@ -57,7 +57,7 @@ def metrics(tr, site, capacity_wh, tariff):
         "battery_full_cycles": round(float(discharged_wh / capacity_wh), 3),
         "min_soc_cpct": None if np.isnan(tr.soc_cpct).all() else int(np.nanmin(tr.soc_cpct)),
         # The independent safety monitor (invariants.py), as in the rig.
-        **monitor(tr, site).summary(first=3),
+        **monitor(tr, site, faults=faults).summary(first=3),
         "cost_usd": round(cost_usd(g, dt, tariff, cap), 2),
     }
 

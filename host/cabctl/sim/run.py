@@ -27,9 +27,24 @@ class Trace:
     soc_cpct: np.ndarray
     charge_max_w: np.ndarray
     discharge_max_w: np.ndarray
+    # Site runs only (outage, PV, genset; see sim/site.py), else None.
+    pv_w: np.ndarray = None
+    genset_w: np.ndarray = None
+    unserved_w: np.ndarray = None
+    grid_up: np.ndarray = None
+    islanded: np.ndarray = None
+    genset_cmd: np.ndarray = None
+    site_flags: np.ndarray = None
 
 
-def simulate(profile, plant_cfg, controller, period_ms, seconds):
+SITE_COLS = ("pv_w", "genset_w", "unserved_w", "grid_up", "islanded", "genset_cmd", "site_flags")
+
+
+def simulate(profile, plant_cfg, controller, period_ms, seconds, outage=None):
+    """outage: a plant.faults.Fault (grid-outage) or None. A controller with
+    `outputs()` (sim/site.CabinetSite) also reads the site's meters and drives
+    the PCS's connect point, the genset and the PV limit, and the trace gets
+    the site's columns."""
     period_ms = int(period_ms)
     half = period_ms / 2
     cfg = replace(plant_cfg, step_ms=half, meter_interval_ms=half, pcs_interval_ms=half,
@@ -44,6 +59,10 @@ def simulate(profile, plant_cfg, controller, period_ms, seconds):
     cols = {k: np.zeros(2 * n) for k in ("t_s", "load_w", "grid_w", "battery_w", "setpoint_w",
                                          "soc_cpct", "charge_max_w", "discharge_max_w")}
     t, load, grid, batt, setp, soc, cmax, dmax = cols.values()
+    site = hasattr(controller, "outputs")
+    if site:
+        cols.update({k: np.zeros(2 * n) for k in SITE_COLS})
+        pv, gen, unserved, up, island, gen_cmd, flags = (cols[k] for k in SITE_COLS)
     step = controller.step
     sp = 0
     for j in range(2 * n):
@@ -52,8 +71,16 @@ def simulate(profile, plant_cfg, controller, period_ms, seconds):
             m = Measured(int(plant.meter_grid_w), int(plant.pcs_battery_w), plant.soc_cpct,
                          int(cha), int(dis), int(plant.t // 60) % 1440, period_ms,
                          int(round(plant.t * 1000)))
+            if site:
+                m.voltage_dv, m.freq_mhz = plant.meter_v_dv, plant.meter_f_mhz
+                m.islanded, m.pv_w = plant.islanded, int(plant.pv_w)
             sp = step(m)
             plant.setpoint_w = sp
+            if site:
+                plant.connect_cmd, plant.genset_cmd, plant.pv_limit_w = controller.outputs()
+        if outage is not None:
+            # As the emulator's server: the fault is looked up at the step's start.
+            plant.grid_up = not outage.active(plant.t)
         plant.step(dt)
         t[j] = plant.t
         load[j] = plant.load_w
@@ -64,6 +91,14 @@ def simulate(profile, plant_cfg, controller, period_ms, seconds):
         cha, dis = plant.limits()
         cmax[j] = cha
         dmax[j] = dis
+        if site:
+            pv[j] = plant.pv_w
+            gen[j] = plant.genset_w
+            unserved[j] = plant.unserved_w
+            up[j] = plant.grid_up
+            island[j] = plant.islanded
+            gen_cmd[j] = plant.genset_cmd
+            flags[j] = controller.site.flags
     return Trace(dt, **cols)
 
 
