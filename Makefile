@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test unit hil demo bench clean
+.PHONY: all venv test unit hil fuzz demo bench clean
 
 all: test
 
@@ -24,6 +24,15 @@ unit: $(STAMP)
 
 hil: $(STAMP)
 	$(BIN)/pytest -q hil_tests
+
+# The fuzz suites at the full count (`make test` runs them CI-sized): hypothesis
+# examples per host-side property, seeded cases per device-side suite on MicroPython.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_CASES ?= 100000
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -q \
+		--hypothesis-show-statistics tests/host/test_fuzz_*.py tests/test_fuzz_firmware.py
 
 demo: $(STAMP)
 	$(BIN)/cabctl demo --seconds 40

@@ -2,10 +2,7 @@
 import gc
 import sys
 import hal
-from cabinet import config, events, store
-from cabinet.auth import Auth
-from cabinet.commands import Commands
-from cabinet.controller import Controller
+from cabinet import config, store
 
 board = hal.Board()
 cfg, source, problem = store.load(board.site_path, config.validate)
@@ -18,6 +15,15 @@ if problem:
     board.log('config: %s; using %s' % (problem, source))
 board.log('cabinet: board %s, cap %d W, period %d ms, config from %s'
           % (board.cfg['name'], cfg['cap_w'], cfg['period_ms'], source))
+# The config module is the largest thing in the heap at boot and only
+# set_config needs it again (it reloads it): gone before the rest loads.
+config.unload()
+del config
+gc.collect()
+from cabinet import events
+from cabinet.auth import Auth
+from cabinet.commands import Commands
+from cabinet.controller import Controller
 ctl = Controller(board, cfg)
 gc.collect()                          # boot garbage (parsed maps, config) before the loop
 ctl.config_source = source

@@ -25,6 +25,7 @@ from cabctl import fw  # noqa: F401  (firmware on sys.path)
 from cabctl import calibrate, truth
 from cabctl.ct_signal import CtSignal, CtSignalConfig
 from cabctl.paths import BOARDS, FIRMWARE
+from cabctl.plant.model import PlantConfig
 from cabctl.plant.server import CtFeed
 from cabctl.rig import Rig
 from cabctl.sil import micropython_exe
@@ -36,8 +37,11 @@ SETTLE_S = 0.5              # the first frames after boot are not judged
 
 
 def ct_site(signal=None, **ct_over):
-    """The site config for the plant's CT signal (ideal calibration)."""
+    """The site config for the plant's CT signal (ideal calibration), with
+    the PCS's response as its data sheet would give it (the plant's defaults)."""
     cfg = CtSignal(CtSignalConfig(**(signal or {}))).ct_config()
+    cfg.update(pcs_lag_ms=int(PlantConfig.pcs_tau_ms),
+               pcs_ramp_w_per_s=int(PlantConfig.pcs_ramp_w_per_s))
     cfg.update(ct_over)
     return cfg
 
@@ -80,14 +84,24 @@ def run(rig, seconds=SECONDS):
     return s, tr, [f for f in frames if f["t_plant"] >= start]
 
 
-def over_cap(tr, t_from):
-    """Max excursion (ms), time (s) and energy (MW s) above the cap (+1 %), from t_from."""
+def excursions(tr, t_from):
+    """Above the cap (+1 %) from t_from: each excursion's length (ms) and the
+    energy over that line (MW s), from ground truth."""
     w = truth.window(tr, t_from, 1e9)
     over = np.clip(w["grid_w"] - CAP_W * 1.01, 0, None)
     dt = float(np.median(np.diff(w["t_s"])))
-    return {"max_over_cap_ms": truth.metrics(w, CAP_W)["max_over_cap_ms"],
-            "over_cap_s": round(float((over > 0).sum() * dt), 3),
-            "over_cap_mws": round(float(over.sum() * dt / 1e6), 3)}
+    edges = np.diff(np.concatenate(([0], (over > 0).astype(int), [0])))
+    return ((np.flatnonzero(edges < 0) - np.flatnonzero(edges > 0)) * dt * 1000,
+            float(over.sum() * dt / 1e6))
+
+
+def over_cap(runs_ms, mws):
+    """Excursion lengths (ms) and energy (MW s) in figures."""
+    pct = (lambda q: round(float(np.percentile(runs_ms, q)), 1)) if len(runs_ms) else \
+        (lambda q: 0.0)
+    return {"max_over_cap_ms": round(float(max(runs_ms, default=0)), 1),
+            "p90_over_cap_ms": pct(90), "p95_over_cap_ms": pct(95),
+            "excursions": len(runs_ms), "over_cap_mws": round(mws, 3)}
 
 
 def reaction_ms(tr, t_from):
@@ -188,36 +202,60 @@ def test_ct_power_agrees_with_ground_truth_and_holds_the_cap(ct_rig):
     assert s["frames_lost"] == 0 and s["frames_corrupt"] == 0, s
 
 
-def test_ct_holds_the_cap_at_least_as_well_as_the_meter(ct_rig):
-    # The same profile twice: meter only, then CTs. A run in which the busy
-    # host stalled the firmware (late cycles) says nothing about either
-    # input: that pair is run once more.
-    for attempt in range(2):
-        res, late = {}, 0
-        for tag, site in (("meter", {"cap_w": CAP_W}), ("ct", {"cap_w": CAP_W, "ct": ct_site()})):
-            rig = ct_rig(f"{tag}{attempt}", site, plant_ct={} if tag == "ct" else None)
+def test_ct_ends_excursions_above_the_cap_sooner_than_the_meter(ct_rig):
+    # The same profile (demo, seed 1), judged from the plant's ground truth:
+    # meter only, then CTs, twice, with the excursions of both runs of each
+    # pooled. One run is not enough: the meter's 50 ms updates keep a fixed
+    # phase to the 50 ms control cycles for a whole run, and a meter read
+    # just after each update is as fresh as a CT block (up to a mains cycle
+    # old, and spanning one), while one read just before is 50 ms late, so
+    # the meter's figures spread over ~2x from run to run (the CTs' do not).
+    # A run in which the busy host stalled the firmware (late cycles) says
+    # nothing about either input: it is run again (twice at most).
+    runs = {"meter": [], "ct": []}
+    sites = {"meter": {"cap_w": CAP_W}, "ct": {"cap_w": CAP_W, "ct": ct_site()}}
+    spare, k = 2, 0
+    while len(runs["ct"]) < 2:
+        for tag in ("meter", "ct"):
+            if len(runs[tag]) > len(runs["meter" if tag == "ct" else "ct"]):
+                continue
+            rig = ct_rig(f"{tag}{k}", sites[tag], plant_ct={} if tag == "ct" else None)
+            k += 1
             s, tr, frames = run(rig)
-            late += frames[-1]["late_cycles"] - frames[0]["late_cycles"]
+            late = frames[-1]["late_cycles"] - frames[0]["late_cycles"]
             t_from = frames[0]["t_plant"]
             r = reaction_ms(tr, t_from)
             assert r, "no load step took the grid over the cap"
-            res[tag] = dict(over_cap(tr, t_from), reaction_ms=float(np.median(r)), steps=len(r),
-                            peak_grid_w=s["peak_grid_w"])
-        print("\n" + "\n".join(f"{k:>5}: {v}" for k, v in res.items()) + f"\nlate cycles: {late}")
-        if not late:
-            break
+            one = dict(over_cap(*excursions(tr, t_from)), reaction_ms=float(np.median(r)),
+                       peak_grid_w=s["peak_grid_w"], late_cycles=late)
+            print(f"\n{tag:>5}: {one}")
+            if late and spare:
+                spare -= 1
+                continue
+            runs[tag].append((excursions(tr, t_from), one))
+    res = {}
+    for tag, rs in runs.items():
+        res[tag] = over_cap(np.concatenate([e[0][0] for e in rs]), sum(e[0][1] for e in rs))
+        res[tag]["reaction_ms"] = float(np.median([e[1]["reaction_ms"] for e in rs]))
+        res[tag]["peak_grid_w"] = max(e[1]["peak_grid_w"] for e in rs)
+    print("pooled:\n" + "\n".join(f"{k:>5}: {v}" for k, v in res.items()))
     ct, meter = res["ct"], res["meter"]
-    # CTs see a step at once: dispatch reacts sooner, on every step.
+    # CTs see a step at once: dispatch reacts sooner.
     assert ct["reaction_ms"] <= meter["reaction_ms"] + 10, res
     assert ct["peak_grid_w"] <= CAP_W * 1.03, res
-    assert ct["over_cap_mws"] <= meter["over_cap_mws"] * 1.5, res
-    # The longest excursion is set by how one run's cycles line up with the
-    # load steps (and, meter only, with the meter's updates), and with CTs by
-    # the PCS's battery power, read up to 50 ms late: load = fresh grid + old
-    # battery comes out a few hundred kW low while the battery ramps, so the
-    # grid can sit just above cap + 1 % for a few cycles. No worse than the
-    # meter alone or the peak-cap test's bound, give or take three cycles.
-    assert ct["max_over_cap_ms"] <= max(meter["max_over_cap_ms"], 300) + 150, res
+    # And the grid comes back under the cap sooner, as the CT grid and the
+    # modelled battery power are of the same moment (the meter's grid and the
+    # PCS's battery reading are each up to 50 ms old, by different amounts):
+    # shorter excursions, p90 and p95. The energy over the cap is mostly
+    # that of each step's first 50-70 ms, before any input can act, and the
+    # longest excursion (two load steps in a row, 115-235 ms with CTs) hangs
+    # on how the cycles line up with the steps: with a lucky meter they come
+    # out even, so those two must only be no worse (10 %, half a cycle).
+    # Measured: README, "Current transformers".
+    assert ct["p90_over_cap_ms"] < meter["p90_over_cap_ms"], res
+    assert ct["p95_over_cap_ms"] < meter["p95_over_cap_ms"], res
+    assert ct["over_cap_mws"] <= meter["over_cap_mws"] * 1.1, res
+    assert ct["max_over_cap_ms"] <= meter["max_over_cap_ms"] + 25, res
 
 
 def test_reversed_ct_raises_alarm_and_dispatch_falls_back_to_the_meter(ct_rig):
@@ -240,7 +278,7 @@ def test_reversed_ct_raises_alarm_and_dispatch_falls_back_to_the_meter(ct_rig):
     assert 0.2 < ratio < 0.45, ratio
     # Dispatch on the meter from then on: the cap is held, by the bound the
     # fault tests (test_faults.py) hold it to after a fault.
-    m = over_cap(tr, alarm[0]["t_plant"] + 0.1)
+    m = over_cap(*excursions(tr, alarm[0]["t_plant"] + 0.1))
     print(f"after the alarm: {m}; late cycles {frames[-1]['late_cycles'] - frames[0]['late_cycles']}")
     assert m["max_over_cap_ms"] <= 450, m
     w = truth.window(tr, alarm[0]["t_plant"] + 0.1, 1e9)

@@ -126,6 +126,10 @@ def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
     for _ in range(150):
         cfg = random_config(rng)
         cfg["pred_min_grid_w"] = rng.choice([0, extreme(rng, 0, cfg["cap_w"] - 1)])
+        cfg["pred_ff_ramp_pm"] = rng.choice([0, 500, 4000])          # the dip budget
+        cfg["pred_lead_ms"] = rng.choice([0, 75, 5000])              # its arm window
+        cfg["pred_early_ms"] = rng.choice([0, 5000])
+        cfg["pred_tick_ms"] = rng.choice([10, 1000])
         e = engine_cls.Engine(cfg)
         for _ in range(200):
             e.step(extreme(rng, -GW, GW), extreme(rng, -GW, GW), extreme(rng, -100, 10100),
@@ -157,7 +161,11 @@ def random_pred_config(rng):
             "pred_max_err_pm": rng.choice([0, 300, 1000]), "pred_drops": rng.random() < 0.5,
             "pred_slow_tick_ms": rng.choice([100, 2000, 60000]),
             "pred_slow_period_min_s": rng.choice([1, 10]),
-            "pred_slow_period_max_s": rng.choice([20, 600, 3600])}
+            "pred_slow_period_max_s": rng.choice([20, 600, 3600]),
+            # the dip budget the rhythm's rises are spread over
+            "ramp_up_w_per_s": rng.choice([0, 2_000_000, GW]),
+            "ramp_down_w_per_s": rng.choice([0, 1, GW]),
+            "pred_ff_ramp_pm": rng.choice([0, 600, 4000])}
 
 
 def extreme_loads(rng, n):

@@ -1,12 +1,17 @@
 # Command authentication: HMAC-SHA256 over the exact payload bytes received,
 # with the device's secret key (key.bin, provisioned at flash time), and a
-# monotonic counter so a recorded command cannot be replayed. The last
-# accepted counter is stored (atomically) so a reboot does not reopen old
-# commands. Runs only when a command arrives; it may allocate.
+# monotonic counter so a recorded command cannot be replayed. The host's
+# counter is its clock in ms; what is stored (atomically) is a lease ahead of
+# the last accepted one, so a coordinator's command every 0.5 s costs one
+# flash write per LEASE_MS, not one per command, and a reboot never reopens
+# an old command (at worst, commands signed in the LEASE_MS after the last
+# write are refused after a reboot, as stale). Runs only when a command
+# arrives; it may allocate.
 import hashlib
 import os
 
 BLOCK = 64
+LEASE_MS = 10000      # counter range stored ahead: flash writes at most every 10 s
 
 
 def hmac_sha256(key, msg):
@@ -25,12 +30,13 @@ def _hex(b):
 
 
 def _same(a, b):
-    # Compare without an early exit, so timing says nothing about the MAC.
+    # Bytes, compared without an early exit, so timing says nothing about the
+    # MAC (and no str indexing: MicroPython interns each 1-character ASCII str).
     if len(a) != len(b):
         return False
     d = 0
     for i in range(len(a)):
-        d |= ord(a[i]) ^ ord(b[i])
+        d |= a[i] ^ b[i]
     return d == 0
 
 
@@ -47,18 +53,24 @@ class Auth:
                 self.last = int(f.read().strip())
         except (OSError, ValueError):
             self.last = 0
+        self.leased = self.last           # stored: no counter up to this is accepted after a boot
+        self.writes = 0
 
     def check(self, payload, counter, mac_hex):
-        """None if accepted (and the counter advanced), else the reason."""
+        """None if accepted (and the counter advanced), else the reason; mac_hex is bytes."""
         if self.key is None:
             return 'no device key provisioned'
         if type(counter) is not int or counter <= self.last:
             return 'replayed or stale counter %r (last accepted %d)' % (counter, self.last)
-        if not _same(mac_hex, _hex(hmac_sha256(self.key, payload))):
+        if not _same(mac_hex, _hex(hmac_sha256(self.key, payload)).encode()):
             return 'bad MAC (wrong key or altered command)'
+        if counter > self.leased:
+            lease = counter + LEASE_MS
+            tmp = self.counter_path + '.tmp'
+            with open(tmp, 'w') as f:
+                f.write('%d\n' % lease)
+            os.rename(tmp, self.counter_path)
+            self.leased = lease
+            self.writes += 1
         self.last = counter
-        tmp = self.counter_path + '.tmp'
-        with open(tmp, 'w') as f:
-            f.write('%d\n' % counter)
-        os.rename(tmp, self.counter_path)
         return None

@@ -75,10 +75,25 @@ SPEC = {
     'pred_slow_tick_ms': (2000, 100, 60000),
     'pred_slow_period_min_s': (10, 1, 3600),
     'pred_slow_period_max_s': (600, 2, 3600),
+    'pred_min_grid_w': (0, 0, MAX_W),         # real grid kept >= this while pre-arming (0: off)
+    'pred_ff_ramp_pm': (700, 0, 4000),        # pre-arm dips move a 1 s grid mean by at most
+                                              # this share of the ramp limit (cabinet/dispatch.py)
+    # Fleet (cabinet/fleet.py): several cabinets on one site meter and cap.
+    'fleet_share_pm': (1000, 1, 1000),        # this cabinet's share of the site's correction,
+                                              # per mille (its nameplate / the fleet's; 1000: alone)
+    'fleet_soc_knee_cpct': (1000, 0, 10000),  # fleet: a share tapers to 1 pm over this SoC band
+                                              # before the reserve / soc_max (0: off)
+    'coord_timeout_ms': (3000, 0, 600000),    # coordinator shares lapse after this silence
+                                              # (0: no coordinator accepted)
     'armed': (True, None, None),              # False: hold the battery at 0 W
     'lock_heap': (False, None, None),         # heap_lock() the steady-state loop (tests)
     'max_cycles': (0, 0, 1 << 29),            # stop after N cycles (0 = run forever)
 }
+
+
+# Device maps: maps/<name>.json on the device; the first two are required, the
+# others may be '' (no such device). set_config checks the file is there.
+MAP_KEYS = ('meter_map', 'pcs_map', 'pv_map', 'genset_map')
 
 
 def defaults():
@@ -92,6 +107,8 @@ def _below(cfg, where, a, b):
 
 def validate(overrides, where='config'):
     """Merge overrides into defaults; raise ValueError naming the key and range."""
+    if not isinstance(overrides, dict):
+        raise ValueError('%s: must be an object of settings, got %r' % (where, overrides))
     cfg = defaults()
     for key, value in overrides.items():
         if key not in SPEC:
@@ -112,12 +129,25 @@ def validate(overrides, where='config'):
     _below(cfg, where, 'grid_f_min_mhz', 'grid_f_max_mhz')
     if cfg['grid_floor_w']:
         _below(cfg, where, 'grid_floor_w', 'cap_w')
+    if cfg['pred_min_grid_w']:
+        _below(cfg, where, 'pred_min_grid_w', 'cap_w')
     tou.validate(cfg['tou'], {'max_w': MAX_W, 'cap_w': cfg['cap_w'],
                               'recharge_w': cfg['recharge_w']}, where)
     if cfg['ct']:
         from cabinet import ct_config     # only sites with CTs load it
         ct_config.validate(cfg['ct'], where + ': ct')
     return cfg
+
+
+def unload():
+    """Forget this module once the config is validated: its SPEC table and code
+    are the largest thing in the heap at boot, and only set_config needs them
+    again (`from cabinet import config` loads it anew)."""
+    import sys
+    import cabinet
+    sys.modules.pop(__name__, None)
+    if 'config' in cabinet.__dict__:
+        del cabinet.config
 
 
 def load(path):

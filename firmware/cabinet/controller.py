@@ -19,6 +19,7 @@
 # (a lost meter is still SAFE). CT and meter are compared at every new meter
 # reading; a lasting disagreement sets ct_alarm bit 0 (no state transition)
 # and dispatch falls back to the meter until it clears.
+import gc
 import time
 import micropython
 from array import array
@@ -52,7 +53,8 @@ TELEMETRY = ('seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct'
 ALARM_FAULT = 1           # PCS alarm bits we act on
 ALARM_ISLANDED = 2
 PV_NO_LIMIT = 0x1FFFFFFF
-EVENT_SITE = 5
+EVENT_SITE = events.SITE
+EVENT_SHARE = events.SHARE_LAPSED
 CT_DISAGREE = 1           # ct_alarm bits: CT and meter disagree (alarm held)
 CT_STALE = 2              # CTs configured, no fresh block (none, or older than max_age_ms)
 
@@ -65,9 +67,15 @@ def _link(cfg, prefix):
 class Controller:
     def __init__(self, board, cfg, root=''):
         self.board = board
+        self.root = root                  # maps/ and telemetry.json live here
         self.cfg = cfg
         self.period_ms = cfg['period_ms']
         self.engine = dispatch.from_config(cfg)
+        # One of N cabinets on a site meter (cabinet/fleet.py): its code only
+        # where a share is configured or a coordinator sends one.
+        self.fleet = None
+        if cfg['fleet_share_pm'] < 1000:
+            self.fleet_on()
         master = modbus.Master(board.bus, cfg['response_timeout_ms'], board.baud)
         self.meter = devmap.Device(master, cfg['meter_unit'],
                                    devmap.load_map(root + 'maps/%s.json' % cfg['meter_map']))
@@ -97,14 +105,10 @@ class Controller:
             self.genset = devmap.Device(master, cfg['genset_unit'],
                                         devmap.load_map(root + 'maps/%s.json' % cfg['genset_map']))
             self.gen_start_i, self.gen_w_i = self.genset.role('start'), self.genset.role('genset_w')
+        gc.collect()                      # the parsed map files, before the next loads
         self.site = site.Site(cfg)
-        # Job hints arrive by command; the predictor (RAM for its rings) only
-        # when enabled.
         self.hints = self.predictor = None
-        if cfg['pred_enabled']:
-            from cabinet import predict     # its code and rings only where it is on
-            self.hints = predict.Hints()
-            self.predictor = predict.Predictor(cfg, self.hints)
+        self._pred_setup(cfg)
         self.voltage_dv = self.site.v_lo + 1     # until the meter says otherwise: in window
         self.freq_mhz = self.site.f_lo + 1
         self.pv_w = self.genset_w = 0
@@ -116,12 +120,14 @@ class Controller:
         self.t = [f.index(n) for n in TELEMETRY]
         self.t_cap = f.index('cap_w')
         f.put(self.t_cap, cfg['cap_w'])
-        # Transitions happen inside the loop: their event frame is fixed and
-        # patched in place like the cycle frame.
+        # Transitions and site changes happen inside the loop: their event
+        # frames are fixed and patched in place like the cycle frame.
         self.tframe = telemetry.Frame(events.transition_schema(self.version))
-        self.tt = [self.tframe.index(n) for n in
-                   ('seq', 'uptime_ms', 'event', 'from_state', 'to_state', 'cause')]
-        self.tframe.put(self.tt[2], events.TRANSITION)
+        self.tframe.put(3, events.TRANSITION)
+        self.sframe = telemetry.Frame(events.site_schema(self.version))
+        self.sframe.put(3, events.SITE)
+        schema = None
+        gc.collect()                      # the parsed telemetry.json
         self.t_ct = (f.index('ct_w'), f.index('ct_alarm'))
         self._ct_setup(cfg.get('ct'))
         self.armed = cfg['armed']
@@ -151,15 +157,15 @@ class Controller:
         self.cycle_us = 0
         self.late_cycles = 0
 
-    def _transition_event(self, old, new, cause):
-        f = self.tframe
-        t = self.tt
+    def _fixed_event(self, f, a, b, c):
+        """An event from inside the loop: fields 4..6 of its fixed frame
+        (events.fixed_schema) patched in place, no allocation."""
         self.seq = (self.seq + 1) & 0x3FFFFFFF
-        f.put(t[0], self.seq)
-        f.put(t[1], self.uptime_ms)
-        f.put(t[3], old)
-        f.put(t[4], new)
-        f.put(t[5], cause)
+        f.put(1, self.seq)
+        f.put(2, self.uptime_ms)
+        f.put(4, a)
+        f.put(5, b)
+        f.put(6, c)
         self.board.send_telemetry(f.seal())
 
     def send_event(self, code, fields):
@@ -175,7 +181,11 @@ class Controller:
             if self.locked:
                 micropython.heap_lock()
 
-    def _site_event(self):
+    def _site_event(self, code=EVENT_SITE):
+        if code == EVENT_SITE:            # outage/shed/genset/curtail: the fixed frame
+            s = self.site
+            self._fixed_event(self.sframe, s.flags, s.changed, self.soc)
+            return
         # Built only after the heap is unlocked: even the dict would allocate.
         locked = self.locked
         if locked:
@@ -183,18 +193,42 @@ class Controller:
             self.locked = False           # send_event must not unlock twice
         try:
             s = self.site
-            self.send_event(EVENT_SITE, {41: s.flags, 42: s.changed, 43: self.soc})
+            if code == EVENT_SITE:
+                self.send_event(EVENT_SITE, {41: s.flags, 42: s.changed, 43: self.soc})
+            else:
+                f = self.fleet
+                self.send_event(code, {41: f.lapsed, 42: f.share_pm})
         finally:
             if locked:
                 self.locked = True
                 micropython.heap_lock()
 
+    def _pred_setup(self, cfg):
+        # Job hints arrive by command; the predictor (RAM for its rings) only
+        # when enabled. Its rings are sized by the pred_* keys, so a config
+        # that changes them builds a new one; announced hints are kept.
+        if not cfg['pred_enabled']:
+            self.hints = self.predictor = None
+            return
+        from cabinet import predict     # its code and rings only where it is on
+        if self.hints is None:
+            self.hints = predict.Hints()
+        self.predictor = None           # the old rings can go before the new ones come
+        self.predictor = predict.Predictor(cfg, self.hints)
+
     def apply_config(self, cfg):
         """A validated config from a command: the engine and limits follow at once."""
+        if self.predictor is None or [k for k in cfg if k[:5] == 'pred_'
+                                      and cfg[k] != self.cfg.get(k)]:
+            self._pred_setup(cfg)
         if cfg.get('ct') != self.cfg.get('ct'):
             self._ct_setup(cfg.get('ct'))
         self.cfg = cfg
         self.engine = dispatch.from_config(cfg)
+        if self.fleet is not None:
+            self.fleet.configure(cfg)
+        elif cfg['fleet_share_pm'] < 1000:
+            self.fleet_on()
         self.armed = cfg['armed']
         self.frame.put(self.t_cap, cfg['cap_w'])
         for link, prefix in ((self.meter_link, 'meter'), (self.pcs_link, 'pcs')):
@@ -218,6 +252,13 @@ class Controller:
                     micropython.heap_lock()
             if self.reboot_requested:
                 self.board.reset()
+
+    def fleet_on(self):
+        """The fleet share (boot, set_config or the first share command: allocates)."""
+        if self.fleet is None:
+            from cabinet import fleet
+            self.fleet = fleet.Share(self.cfg)
+        return self.fleet
 
     def set_dr_limit(self, limit_w, for_ms):
         """A demand-response import limit that expires after for_ms."""
@@ -301,12 +342,18 @@ class Controller:
         Boot or set_config time: allocates."""
         self.ct = None
         self.ct_use = False
-        self.ct_w = self.ct_alarm = 0
+        self.ct_w = self.ct_alarm = self.ct_batt_w = 0
+        self.pcs_est = None
         if not over:
             return
         from cabinet import ct, ct_config
         c = ct.validate(over)
         m = ct.Ct(c)
+        if c['pcs_lag_ms'] >= 0:                # battery power now, for load = CT grid + it
+            from cabinet import pcs_model
+            cyc = 1000 // c['hz']               # a block spans a cycle, is ~half one old
+            self.pcs_est = pcs_model.PcsModel(c['pcs_lag_ms'], c['pcs_ramp_w_per_s'],
+                                              cyc, cyc // 2)
         size = m.n * m.nch
         self.ct_blk = array('H', [0] * size)
         opener = getattr(self.board, 'ct_open', None)
@@ -326,9 +373,16 @@ class Controller:
         m = self.ct
         if m is None:
             return
+        est = self.pcs_est
+        if est is not None:                     # self.setpoint: the one in force since
+            est.update(self.setpoint, self.batt_w, self.cha, self.dis, dt_ms)
         if self.board.read_ct_block(self.ct_blk):
             self.ct_w = m.process(self.ct_blk)
             self.ct_age_ms = 0
+            # The battery power of the same moment (a cycle without a new
+            # block keeps both: a fresh battery and an old grid would not add up).
+            if est is not None:
+                self.ct_batt_w = est.estimate_w
         elif self.ct_age_ms <= self.ct_max_age_ms:
             self.ct_age_ms += dt_ms
         fresh = self.ct_age_ms <= self.ct_max_age_ms
@@ -384,7 +438,7 @@ class Controller:
         if cause != READ_ERROR or self.cause == OK:
             self.cause = cause
         if new != self.state:
-            self._transition_event(self.state, new, self.cause)
+            self._fixed_event(self.tframe, self.state, new, self.cause)
             self.state = new
             self.transitions += 1
             self.safe_ms = 0
@@ -398,20 +452,11 @@ class Controller:
             self.engine.reset_ramp()       # the grid returns at the ramp limits
         if self.pv is not None and not self.pv.read():
             self.pv_w = self.pv.value(self.pv_w_i)
-            # What the site can take without exporting beyond the limit: its
-            # consumption plus what the battery can still absorb. Near that,
-            # limit the PV (with a margin for a load drop between cycles).
+            # PV curtailment (site.py; `cabctl sim` runs the same method).
             cfg = self.cfg
             room = 0 if self.engine.charge_blocked() else self.cha
-            consumption = self.grid_w + self.batt_w + self.pv_w
-            allowed = consumption + room + cfg['export_limit_w'] - cfg['pv_curtail_margin_w']
-            if s.curtail:
-                # Keep limiting while the PV output sits at its limit (it could
-                # give more); release when clouds keep it well below.
-                s.curtail = self.pv_w >= self.pv_limit_w - cfg['pv_curtail_margin_w']
-            else:
-                s.curtail = self.pv_w > allowed
-            self.pv_limit_w = (allowed if allowed > 0 else 0) if s.curtail else PV_NO_LIMIT
+            self.pv_limit_w = s.curtail_pv(self.pv_w, self.grid_w + self.batt_w + self.pv_w, room,
+                                           cfg['export_limit_w'], cfg['pv_curtail_margin_w'])
             if self.pv_lim_i >= 0:
                 self.pv.set(self.pv_lim_i, self.pv_limit_w)
                 self.pv.write()
@@ -434,20 +479,36 @@ class Controller:
         self._judge(dt_ms)
         self._site(dt_ms)
         self._read_ct(dt_ms)
+        fl = self.fleet
+        if fl is not None and fl.tick(dt_ms):
+            self._site_event(EVENT_SHARE)
         p = self.pcs
         st = self.state
         enable = 1
         if st == RUN or st == DEGRADED:
             status = dispatch.ST_OUTAGE if self.site.outage else 0
             grid = self.ct_w if self.ct_use else self.grid_w
+            # With CTs the PCS's battery reading is older than the grid power:
+            # pair the CT grid with the modelled battery power (pcs_model.py).
+            batt = self.ct_batt_w if self.ct_use and self.pcs_est is not None else self.batt_w
             ff = 0
-            if self.predictor is not None:
-                ff = self.predictor.update(grid + self.batt_w, dt_ms)
-            setpoint = self.engine.step(grid, self.batt_w, self.soc, self.cha, self.dis,
-                                        status, self.ms_of_day // 60000, self.dr_limit_w, dt_ms,
-                                        ff)
+            mins = self.ms_of_day // 60000
+            if fl is None or not fl.active():
+                if self.predictor is not None:
+                    ff = self.predictor.update(grid + batt, dt_ms)
+                setpoint = self.engine.step(grid, batt, self.soc, self.cha, self.dis,
+                                            status, mins, self.dr_limit_w, dt_ms, ff)
+            else:
+                # One of N cabinets: the engine sees the site (cabinet/fleet.py).
+                fl.update(self.soc)
+                if self.predictor is not None:
+                    ff = self.predictor.update(grid + fl.site_battery_w(batt), dt_ms)
+                setpoint = fl.step(self.engine, grid, batt, self.soc, self.cha, self.dis,
+                                   status, mins, self.dr_limit_w, dt_ms, ff)
             reason = self.engine.reason
         else:
+            if self.predictor is not None:
+                self.predictor.skip(dt_ms)   # hint clocks run on, the history stays aligned
             setpoint = self.cfg['safe_setpoint_w'] if self.cause <= METER_INVALID else 0
             # The safe setpoint never exceeds what the PCS allows right now.
             if setpoint > self.dis:

@@ -1,148 +1,38 @@
 # Current-transformer sensing: per mains cycle, RMS current (mA) and real
 # power (W) per CT from one block of interleaved u16 ADC samples, plus the
 # CT-vs-meter disagreement alarm. Integer only, no allocation per block; the
-# same source runs on CPython and MicroPython. The inner loops exist twice:
-# plain Python (CPython; the reference) and @micropython.viper (MicroPython),
-# giving identical results (tests/firmware/test_ct.py compares them).
+# same source runs on CPython and MicroPython. The per-sample loops are in
+# cabinet/ct_loops.py (plain Python and viper twins).
 #
-# Block: array('H') of n * channels samples (n per mains cycle), sample j of
-# channel c at index j * channels + c, as a round-robin ADC delivers them.
-# A count s becomes a 15-bit sample x = (s - bias) / 2, |x| <= 32767.
+# Block: array('H') of n * channels samples (n per mains cycle at the nominal
+# frequency), sample j of channel c at index j * channels + c, as a
+# round-robin ADC delivers them. A count s becomes a 15-bit sample
+# x = (s - bias) / 2, |x| <= 32767.
 #
-# 31-bit safety (tests/test_ct_range.py checks every operation here): bias is
-# held in 1/256 count within [256, 65534 * 256], so (s << 8) - bias is within
-# +-2**24 and |x| <= 32767; any x * y is < 2**30 and sums of them are kept
-# exactly in two halves, hi = sum(p >> 15), lo = sum(p & 32767), each within
-# +-2**23 for n <= 256. Scale factors are 15-bit mantissas with a binary
-# exponent and only multiply values first normalised below 2**15. The viper
-# loops do the same arithmetic in machine words (32 bits on MCUs, 64 on x64);
-# as nothing in them reaches 2**30, neither wraps. Viper's ptr16/ptr32 loads
-# are unsigned (ptr32 zero-extends on x64), so samples live in array('h') and
-# are sign-extended by hand: (u ^ 0x8000) - 0x8000.
+# Frequency tracking: a block holds n samples, but off the nominal frequency
+# a mains cycle does not (at 59 Hz it is 65.1 samples of 64), and a window of
+# n samples leaks (a ripple of ~1.8 % of the reading at +-1 Hz). So the rising
+# zero crossings of one channel (the first voltage channel, else the first
+# CT) measure the period in 1/256 sample, filtered over ~8 cycles, and every
+# mean is taken over the last measured period: whole samples plus one more
+# weighted by the fraction. Channels keep enough history for a period of up
+# to n * 17/16 samples; periods outside n * (1 +- 1/16) are not believed.
+#
+# 31-bit safety (tests/test_ct_range.py checks every operation here and in
+# ct_loops.py): bias is held in 1/256 count within [256, 65534 * 256], so
+# (s << 8) - bias is within +-2**24 and |x| <= 32767; products and their sums
+# as in ct_loops.py. Scale factors are 15-bit mantissas with a binary
+# exponent and only multiply values first normalised below 2**15.
 from array import array
 # The site's "ct" object: SPEC, PER_CT and validate() live in ct_config.py
 # (validating a config need not load the loops below); re-exported here.
 from cabinet.ct_config import PER_CT, SPEC, validate  # noqa: F401
-
-try:
-    import micropython
-except ImportError:         # CPython
-    micropython = None
+from cabinet import ct_loops as _L
 
 SAT = (1 << 29) - 1         # _scale saturates here: mA + offset_ma stays < 2**30
 LIMIT_W = (1 << 28) - 1     # per CT: a total of 4 stays < 2**30
 _Q = 3                      # Disagreement works in 8 W units (as dispatch does)
 _DMAX = (1 << 27) - 1       # and clamps a difference there (diff_w < 2**30)
-
-
-# --- Inner loops, plain Python. p: array('i') of parameters -------------------
-
-def _prep_py(blk, w, p):
-    """w[0:h] = previous block's last h samples; w[h:h+n] = channel p[0]
-    (stride p[1]) minus bias p[4]; n, h = p[2], p[3]. Returns sum(s) < 2**24."""
-    n = p[2]
-    h = p[3]
-    for j in range(h):
-        w[j] = w[n + j]
-    k = p[0]
-    step = p[1]
-    bias = p[4]
-    s = 0
-    for j in range(h, h + n):
-        v = blk[k]
-        s += v
-        w[j] = ((v << 8) - bias) >> 9
-        k += step
-    return s
-
-
-def _sumsq_py(w, p, out):
-    """out[0] * 2**15 + out[1] = sum of x * x over w[p[0]:p[0] + p[1]]."""
-    hi = lo = 0
-    for j in range(p[0], p[0] + p[1]):
-        q = w[j] * w[j]
-        hi += q >> 15
-        lo += q & 32767
-    out[0] = hi
-    out[1] = lo
-
-
-def _sumvi_py(wa, wb, p, out):
-    """The same for sum of a[k] * b'[k], k < p[2], a = wa[p[0]:], b' = wb[p[1]:]
-    delayed by a further p[3] / 256 sample (linear interpolation, rounded)."""
-    a = p[0]
-    b = p[1]
-    f = p[3]
-    g = 256 - f
-    hi = lo = 0
-    for k in range(p[2]):
-        q = wa[a + k] * ((g * wb[b + k] + f * wb[b + k - 1] + 128) >> 8)
-        hi += q >> 15
-        lo += q & 32767
-    out[0] = hi
-    out[1] = lo
-
-
-# --- The same loops in viper (MicroPython only) -------------------------------
-
-_prep_v = _sumsq_v = _sumvi_v = None
-if micropython is not None:
-    @micropython.viper
-    def _prep_v(blk, w, p) -> int:
-        b = ptr16(blk)
-        o = ptr16(w)
-        q = ptr32(p)
-        n = q[2]
-        h = q[3]
-        for j in range(h):
-            o[j] = o[n + j]
-        k = q[0]
-        step = q[1]
-        bias = q[4]
-        s = 0
-        for j in range(h, h + n):
-            v = int(b[k])
-            s += v
-            o[j] = ((v << 8) - bias) >> 9       # low 16 bits: two's complement int16
-            k += step
-        return s
-
-    @micropython.viper
-    def _sumsq_v(w, p, out):
-        x = ptr16(w)
-        q = ptr32(p)
-        o = ptr32(out)
-        hi = 0
-        lo = 0
-        for j in range(q[0], q[0] + q[1]):
-            v = (int(x[j]) ^ 0x8000) - 0x8000
-            s = v * v
-            hi += s >> 15
-            lo += s & 32767
-        o[0] = hi
-        o[1] = lo
-
-    @micropython.viper
-    def _sumvi_v(wa, wb, p, out):
-        xa = ptr16(wa)
-        xb = ptr16(wb)
-        q = ptr32(p)
-        o = ptr32(out)
-        a = q[0]
-        b = q[1]
-        f = q[3]
-        g = 256 - f
-        hi = 0
-        lo = 0
-        for k in range(q[2]):
-            u = (int(xa[a + k]) ^ 0x8000) - 0x8000
-            v0 = (int(xb[b + k]) ^ 0x8000) - 0x8000
-            v1 = (int(xb[b + k - 1]) ^ 0x8000) - 0x8000
-            s = u * ((g * v0 + f * v1 + 128) >> 8)
-            hi += s >> 15
-            lo += s & 32767
-        o[0] = hi
-        o[1] = lo
 
 
 # --- Fixed point: per block and at init, never per sample ---------------------
@@ -195,6 +85,18 @@ def _mean(hi, lo, n):
     return ((hi // n) << 15) + (((hi % n) << 15) + lo) // n
 
 
+def _wmean(hi, lo, m, q, per):
+    """Mean over a window of m whole samples (sum hi * 2**15 + lo, each term
+    |q| < 2**30) and one more sample q weighted f / 256, per = 256 m + f:
+    mean + f (q - mean) / per, the difference halved to stay below 2**30."""
+    a = _mean(hi, lo, m)
+    f2 = (per & 255) << 1
+    if f2:
+        d = (q >> 1) - (a >> 1)
+        a += (d // per) * f2 + ((d % per) * f2) // per
+    return a
+
+
 def _rms_q4(a):
     """sqrt(a) in 1/16 units (floor), 0 <= a < 2**30; the result is < 2**19."""
     if a <= 0:
@@ -216,23 +118,29 @@ def _rms_q4(a):
     return x << (4 - k) if k <= 4 else x >> (k - 4)
 
 
+ZC_HYST = 1024              # zero-crossing hysteresis: 1/32 of the 15-bit full scale
+
+
 class Ct:
-    """After process(): rms_ma[k] and p_w[k] per CT k, total_w, v_mv."""
+    """After process(): rms_ma[k] and p_w[k] per CT k, total_w, v_mv, and
+    period_q8 (the mains period in 1/256 sample) and freq_mhz it measured."""
 
     def __init__(self, cfg, viper=True):
         """cfg: a dict from validate(); viper=False forces the plain loops."""
         self._cfg = cfg
         n = self.n = cfg['n']
         nch = self.nch = cfg['channels']
+        self.hz = cfg['hz']
         self.rate_hz = cfg['hz'] * n        # the HAL samples every channel at this rate
         self.shift = cfg['bias_shift']
         ich = self._ich = cfg['i_ch']
         vch = self._vch = cfg['v_ch']
         nct = self.nct = len(ich)
-        v = self.viper = viper and _prep_v is not None
-        self._prep = _prep_v if v else _prep_py
-        self._sumsq = _sumsq_v if v else _sumsq_py
-        self._sumvi = _sumvi_v if v else _sumvi_py
+        v = self.viper = viper and _L._prep_v is not None
+        self._prep = _L._prep_v if v else _L._prep_py
+        self._sumsq = _L._sumsq_v if v else _L._sumsq_py
+        self._sumvi = _L._sumvi_v if v else _L._sumvi_py
+        self._zc = _L._zc_v if v else _L._zc_py
         self._prm = array('i', [0] * 5)
         self._out = array('i', [0, 0])
         self.bias_q8 = array('i', [32768 << 8] * nch)    # per channel, 1/256 count
@@ -240,9 +148,24 @@ class Ct:
         self.p_w = array('i', [0] * nct)
         self.total_w = self.v_mv = 0
         self.cycles = 0                     # blocks processed (saturates at SAT)
+        # Period: nominal until measured; believed within n * (1 +- 1/16).
+        nom = n << 8
+        self.period_q8 = nom
+        self.freq_mhz = self.hz * 1000
+        self._plim = (nom - (n << 4), nom + (n << 4))
+        self._pacc = -1                     # period_q8 * 8 (IIR), < 0: none measured yet
+        self._zok = False                   # the last crossing ended a believable period
+        self._z = array('i', [0, 0, -nom << 2, -nom << 2])     # _zc state, see ct_loops
+        self._zch = vch[0] if vch[0] >= 0 else ich[0]
+        for k in range(nct - 1, -1, -1):
+            if vch[k] >= 0:
+                self._zch = vch[k]          # the first voltage channel, if any
         self._vk = -1                       # v_mv: the voltage of the first CT with one
         self._ph = array('i', [0] * nct)    # voltage delay, 1/256 sample (< 0: current)
-        hist = self._hist = [0] * nch       # samples of history each channel keeps
+        # History per channel: the longest period's extra samples and the one
+        # weighted by the fraction, plus the phase delay (1/16 longer off nominal).
+        ext = n // 16 + 2
+        hist = self._hist = [ext] * nch
         for k in range(nct):
             if vch[k] >= 0:
                 self._vk = k if self._vk < 0 else self._vk
@@ -250,9 +173,9 @@ class Ct:
                 d = (t // 36000) * 256 + ((t % 36000) * 256 + 18000) // 36000
                 self._ph[k] = d if cfg['phase_cdeg'][k] >= 0 else -d
                 late = vch[k] if self._ph[k] >= 0 else ich[k]
-                hist[late] = max(hist[late], (d >> 8) + 1)
-        self._w = [array('h', [0] * (hist[c] + n)) if c in ich or c in vch else None
-                   for c in range(nch)]
+                hist[late] = max(hist[late], ext + ((d + (d >> 4)) >> 8) + 2)
+        self._w = [array('h', [0] * (hist[c] + n)) if c in ich or c in vch or c == self._zch
+                   else None for c in range(nch)]
         kv = _fdiv(_fmul(_norm(cfg['mv_fs'], 0), _norm(cfg['v_gain_ppm'], 0)), _norm(1000000, 0))
         self._kv = (kv[0], kv[1] + 14)      # mV per count: 16384 counts = mv_fs
         self._k = array('i', [0] * (6 * nct))
@@ -273,6 +196,46 @@ class Ct:
         for j, x in enumerate((ki[0], ki[1] + 4, kp[0], kp[1], ks[0], ks[1] + 4)):
             self._k[6 * k + j] = x
         self._offset[k] = offset_ma
+
+    def _track(self):
+        """Rising zero crossings of the tracking channel: update period_q8."""
+        n = self.n
+        z = self._z
+        p = self._prm
+        nom = n << 8
+        lim = -nom << 2                     # a crossing over 4 cycles ago is forgotten
+        z[2] = lim if z[2] - nom < lim else z[2] - nom
+        z[3] = lim if z[3] - nom < lim else z[3] - nom
+        c = self._zch
+        p[0] = self._hist[c]
+        p[1] = n
+        p[2] = ZC_HYST
+        self._zc(self._w[c], p, z)
+        if not z[1]:
+            return
+        # A period counts when it and the one before it were the only one
+        # in their block and in range: a glitch spoils two, not the average.
+        t = z[3] - z[2]
+        ok = z[1] == 1 and self._plim[0] <= t <= self._plim[1]
+        was = self._zok
+        self._zok = ok
+        if ok and was:
+            a = self._pacc
+            a = t << 3 if a < 0 else a + t - ((a + 4) >> 3)
+            self._pacc = a
+            per = self.period_q8 = (a + 4) >> 3
+            self.freq_mhz = self.hz * 1000 + (self.hz * 1000 * (nom - per)) // per
+
+    def _sq(self, c, m, per):
+        """Mean of x * x of channel c over the last period (m whole samples)."""
+        w = self._w[c]
+        p = self._prm
+        o = self._out
+        p[0] = j = self._hist[c] + self.n - m
+        p[1] = m
+        self._sumsq(w, p, o)
+        x = w[j - 1]
+        return _wmean(o[0], o[1], m, x * x, per)
 
     def process(self, blk):
         """One mains cycle: blk is array('H') of n * channels samples. Returns total_w."""
@@ -302,13 +265,14 @@ class Ct:
             if first:                       # first block: redo it on its own mean
                 p[4] = b
                 self._prep(blk, w, p)
+        self._track()
+        per = self.period_q8
+        m = per >> 8
+        dn = per - (n << 8)                 # |dn| <= 16 n: phase delays scale with it
         total = 0
         for k in range(self.nct):
             c = self._ich[k]
-            p[0] = hist[c]
-            p[1] = n
-            self._sumsq(W[c], p, o)
-            r = _rms_q4(_mean(o[0], o[1], n))
+            r = _rms_q4(self._sq(c, m, per))
             j = 6 * k
             ma = _scale(r, K[j], K[j + 1]) + self._offset[k]
             self.rms_ma[k] = ma if ma > 0 else 0
@@ -323,17 +287,20 @@ class Ct:
                     a = vc
                     b = c
                     d = -d
-                p[0] = hist[a]
-                p[1] = hist[b] - (d >> 8)
-                p[2] = n
+                d += (d * dn) // (n << 8)   # degrees at the measured frequency
+                p[0] = hist[a] + n - m - 1
+                p[1] = hist[b] + n - m - 1 - (d >> 8)
+                p[2] = 1
                 p[3] = d & 255
+                self._sumvi(W[a], W[b], p, o)       # the sample weighted by the fraction
+                q = (o[0] << 15) + o[1]
+                p[0] += 1
+                p[1] += 1
+                p[2] = m
                 self._sumvi(W[a], W[b], p, o)
-                pw = _scale(_mean(o[0], o[1], n), K[j + 2], K[j + 3])
+                pw = _scale(_wmean(o[0], o[1], m, q, per), K[j + 2], K[j + 3])
                 if k == self._vk:
-                    p[0] = hist[vc]
-                    p[1] = n
-                    self._sumsq(W[vc], p, o)
-                    r = _rms_q4(_mean(o[0], o[1], n))
+                    r = _rms_q4(self._sq(vc, m, per))
                     self.v_mv = _scale(r, self._kv[0], self._kv[1] + 4)
             pw = LIMIT_W if pw > LIMIT_W else (-LIMIT_W if pw < -LIMIT_W else pw)
             self.p_w[k] = pw

@@ -18,6 +18,10 @@ SPEC = {    # key: (default, min, max)
     'alarm_on_w': (0, 0, 1 << 28),          # CT - meter beyond this (0: 5 % of full_scale_w)
     'alarm_off_w': (0, 0, 1 << 28),         # ... and back below this (0: half of alarm_on_w)
     'alarm_hold_ms': (2000, 0, 600000),     # for this long: the alarm rises / falls
+    # Battery power while dispatching on CTs (cabinet/pcs_model.py): the PCS's
+    # response to a setpoint, from its data sheet; -1: its own (older) reading.
+    'pcs_lag_ms': (-1, -1, 5000),           # first-order lag after the ramp
+    'pcs_ramp_w_per_s': (0, 0, (1 << 30) - 1),      # ramp limit (0: none)
 }
 PER_CT = {  # one entry per CT (1..4), or one number for all
     'i_ch': ([0, 1, 2], 0, 7), 'v_ch': (-1, -1, 7), 'ma_fs': (150000, 100, 1 << 29),

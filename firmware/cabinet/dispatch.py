@@ -28,12 +28,24 @@
 # kept >= pred_min_grid_w (and the export limit), a drop never pushes it
 # over the cap. The ramp state follows the planned grid, so a prediction that
 # does not come true is undone at once, like a load pulse.
+#
+# Under grid ramp smoothing the real grid still dips (a rise) or bulges (a
+# drop) by ff while a pre-arm waits for its step, however smooth the planned
+# grid: an 11 MW dip for 200 ms moves the 1 s mean grid by 2.2 MW. So the
+# dips have a budget (ff_budget): |ff| x dt summed over any 1 s (a ring of
+# FB_SLOTS time slots) stays <= pred_ff_ramp_pm / 1000 x the tighter ramp
+# limit x 1 s, so the feed-forward moves no 1 s mean of the grid by more
+# than that share of the ramp limit. Off without ramp limits. (How to spend
+# it is the predictor's business: it spreads the rhythm's uncertain timing.)
+from array import array
 from cabinet import tou
 
 Q = 3                    # internal power unit: 1 << Q watts
 NO_LIMIT = 0x3FFFFFFF    # largest small int: "no limit" (W or units)
 LOAD_MAX = (1 << 28) - 1  # |planned load| in units (the measured load is below this)
 MAX_DT_MS = 1000         # longer gaps are treated as 1 s (keeps ramp steps in range)
+FB_SLOTS = 21            # feed-forward budget: the last 1000..1050 ms in slots of
+FB_SLOT_MS = 50          # FB_SLOT_MS (the one being filled and 20 full ones)
 
 IDLE = 0          # nothing to do
 CAP = 1           # discharging to hold grid at the cap
@@ -65,6 +77,24 @@ def _per_cycle(hi, lo, dt):
     return hi * dt + lo * dt // 1000
 
 
+def ff_budget(cfg):
+    """The feed-forward's dip budget (see the header): units (8 W) x s per
+    second, -1 without ramp limits."""
+    g = cfg.get
+    rate = g('ramp_up_w_per_s', 0)
+    if not rate or 0 < g('ramp_down_w_per_s', 0) < rate:
+        rate = g('ramp_down_w_per_s', 0)
+    return (rate >> Q) // 1000 * cfg.get('pred_ff_ramp_pm', 700) if rate else -1
+
+
+def spread(area, ms):
+    # area (units x s) spread over ms > 0: units, at most LOAD_MAX.
+    if area <= 0:
+        return 0
+    q = area // ms
+    return LOAD_MAX if q >= LOAD_MAX // 1000 else q * 1000 + area % ms * 1000 // ms
+
+
 class Engine:
     def __init__(self, cfg):
         """cfg: a dict validated by cabinet.config (the checks live there)."""
@@ -88,6 +118,11 @@ class Engine:
         self.slew = cfg['slew_w_per_s'] > 0
         # Keys added with cabinet.predict; absent from older configs.
         self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
+        self.fb_cap = ff_budget(cfg)      # dip budget, units x s per 1 s (-1: none)
+        self.fb_ring = array('i', [0] * FB_SLOTS)
+        self.fb_i = 0             # the slot being filled
+        self.fb_ms = 0            # ms into it
+        self.fb_sum = 0           # the ring's total (units x s)
         self.ff = 0               # feed-forward used last step (units, after cuts)
         self.reason = IDLE
         self._started = False
@@ -189,8 +224,12 @@ class Engine:
         lv = load
         lp = load
         ff = 0
+        if self.fb_cap >= 0:
+            self._slide(dt)
         if ff_w:
             ff = self._cut_ff(ff_w >> Q, load, dt)
+            if self.fb_cap >= 0 and ff:
+                ff = self._spend(ff, dt)
             lv = load + ff
             if ff > 0:
                 lp = lv
@@ -267,6 +306,32 @@ class Engine:
         elif load + ff < -LOAD_MAX:
             ff = -LOAD_MAX - load
         return ff
+
+    def _slide(self, dt):
+        # Advance the budget's ring by dt ms; slots older than 1 s drop out.
+        ms = self.fb_ms + dt
+        r = self.fb_ring
+        while ms >= FB_SLOT_MS:
+            ms -= FB_SLOT_MS
+            i = self.fb_i + 1
+            if i >= FB_SLOTS:
+                i = 0
+            self.fb_sum -= r[i]
+            r[i] = 0
+            self.fb_i = i
+        self.fb_ms = ms
+
+    def _spend(self, ff, dt):
+        # Cut |ff| to the budget left for this cycle (dt ms) and book it.
+        a = ff if ff > 0 else -ff
+        if dt:
+            room = spread(self.fb_cap - self.fb_sum, dt)
+            if a > room:
+                a = room
+            used = _per_cycle(a // 1000, a % 1000, dt)
+            self.fb_ring[self.fb_i] += used
+            self.fb_sum += used
+        return a if ff > 0 else -a
 
     def _finish(self, pref, why, load):
         # load: the planned load (the measured one plus any feed-forward).

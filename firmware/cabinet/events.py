@@ -1,9 +1,9 @@
 # Event frames: state transitions, boot, config changes, command results.
 #
 # They share the cycle frames' sequence counter, CRC and COBS framing, and
-# carry key 40 (the event code) so the host tells them apart. A transition
-# happens inside the control loop, so its frame has a fixed layout patched in
-# place (no allocation); the rarer events may carry text and data and are
+# carry key 40 (the event code) so the host tells them apart. Transitions and
+# site changes happen inside the control loop, so their frames have a fixed
+# layout patched in place (no allocation); the rarer events may carry text and data and are
 # encoded as they come (they allocate; they are not the steady state).
 from cabinet.crc16 import crc
 
@@ -11,6 +11,8 @@ TRANSITION = 1
 BOOT = 2
 CONFIG_CHANGED = 3
 COMMAND_RESULT = 4
+SITE = 5                  # outage / shed / genset / curtail flags changed
+SHARE_LAPSED = 6          # the coordinator's fleet shares lapsed (cabinet/fleet.py)
 
 K_EVENT = 40
 
@@ -83,9 +85,19 @@ def frame(pairs):
     return out
 
 
-def transition_schema(version):
-    """The fixed layout of a transition event (patched in place)."""
-    names = ('version', 'seq', 'uptime_ms', 'event', 'from_state', 'to_state', 'cause')
-    keys = (0, 1, 2, K_EVENT, 41, 42, 43)
+def fixed_schema(version, names):
+    """The fixed layout of an event sent from inside the loop (patched in
+    place): version, seq, uptime_ms, event code, then `names` at keys 41...
+    (field indexes 4, 5, ...)."""
+    names = ('version', 'seq', 'uptime_ms', 'event') + tuple(names)
+    keys = (0, 1, 2, K_EVENT) + tuple(range(41, 41 + len(names) - 4))
     return {'version': version,
             'fields': [{'key': k, 'name': n} for k, n in zip(keys, names)]}
+
+
+def transition_schema(version):
+    return fixed_schema(version, ('from_state', 'to_state', 'cause'))
+
+
+def site_schema(version):
+    return fixed_schema(version, ('site_flags', 'changed', 'soc_cpct'))

@@ -114,6 +114,14 @@ class Master:
             return CRC_ERR
         if resp[0] != txn.unit or resp[1] != txn.fc:
             return WRONG_REPLY
-        if txn.fc <= 4 and resp[2] != 2 * txn.count:
-            return SHORT
+        if txn.fc <= 4:
+            if resp[2] != 2 * txn.count:
+                return SHORT
+            return OK
+        # fc 6/16 echo the address and the value (6) or count (16): RTU has no
+        # transaction id, so a late reply to another write must not confirm this one.
+        req = txn.req
+        for i in range(2, 6):
+            if resp[i] != req[i]:
+                return WRONG_REPLY
         return OK

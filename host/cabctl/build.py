@@ -114,8 +114,9 @@ def check_site(path):
         cfg = fw.config.validate(data, str(path))   # the firmware's own validator
     except ValueError as e:
         raise BuildError(f"config rejected: {e}") from None
-    for key in ("meter_map", "pcs_map"):
-        if not (FIRMWARE / "maps" / f"{cfg[key]}.json").is_file():
+    for i, key in enumerate(fw.config.MAP_KEYS):    # the first two required, others may be ''
+        if (cfg[key] or i < 2) and \
+                not (FIRMWARE / "maps" / f"{cfg[key]}.json").is_file():
             raise BuildError(f"config {path}: {key} {cfg[key]!r} has no firmware/maps/"
                              f"{cfg[key]}.json")
     return raw

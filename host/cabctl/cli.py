@@ -76,6 +76,12 @@ def main(argv=None):
     hint.add_arguments(p)
     p.set_defaults(run=hint.run)
 
+    from . import site
+    p = sub.add_parser("site", help="site coordinator: shares of one site cap for N cabinets "
+                                    "(authenticated share commands, SoC balancing)")
+    site.add_arguments(p)
+    p.set_defaults(run=site.run)
+
     args = ap.parse_args(argv)
     return args.run(args) or 0
 

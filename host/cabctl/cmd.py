@@ -50,8 +50,9 @@ def parse_args(words):
 
 def add_arguments(p):
     p.add_argument("command", choices=["status", "get-config", "set", "dr", "dr-clear", "arm",
-                                       "disarm", "reboot"])
-    p.add_argument("args", nargs="*", help="set: KEY=VALUE ...; dr: LIMIT_W SECONDS")
+                                       "disarm", "reboot", "share"])
+    p.add_argument("args", nargs="*", help="set: KEY=VALUE ...; dr: LIMIT_W SECONDS; "
+                                           "share: DIS_PM CHA_PM (what `cabctl site` sends)")
     p.add_argument("--port", required=True, help="the board's console (or a vboard pty)")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--key-file", help="the device key (32 bytes) for commands that change things")
@@ -65,6 +66,10 @@ def build(command, args):
         if len(args) != 2:
             raise ValueError("dr takes LIMIT_W SECONDS")
         return "dr", {"limit_w": int(args[0]), "for_s": int(args[1])}
+    if command == "share":
+        if len(args) != 2:
+            raise ValueError("share takes DIS_PM CHA_PM")
+        return "share", {"dis_pm": int(args[0]), "cha_pm": int(args[1])}
     return command.replace("-", "_"), {}
 
 

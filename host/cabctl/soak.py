@@ -64,12 +64,13 @@ STATE_SAFE = 3
 
 # MicroPython, run in the firmware folder instead of main.py: main.py itself,
 # with heap figures in the `status` reply. Only commands and the rare event
-# frames (boot, config, site changes: "they allocate; they are not the steady
-# state", cabinet/events.py) may allocate; the probe reads gc.mem_alloc() as
-# each command or event starts and ends, so whatever the heap gained between
-# them was allocated - and kept - by the steady-state loop. A fall in between,
-# or during a command, is a garbage collection (a lower bound on their number;
-# the probe's own collections excluded). No thread: the figures come from the
+# frames sent through send_event (boot, config: "they allocate; they are not
+# the steady state", cabinet/events.py) may allocate; the probe reads
+# gc.mem_alloc() as each command or event starts and ends, so whatever the
+# heap gained between them was allocated - and kept - by the steady-state loop
+# (transition and site-change frames included: they are sent from the loop).
+# A fall in between, or during a command, is a garbage collection (a lower
+# bound on their number; the probe's own collections excluded). No thread: the figures come from the
 # firmware's own thread, between cycles.
 PROBE = r"""
 import gc
@@ -108,7 +109,6 @@ def _leave(s, pre, forced, event):
 _handle = commands.Commands.handle
 _status = commands.Commands.cmd_status
 _event = controller.Controller.send_event
-_site_event = getattr(controller.Controller, '_site_event', None)
 
 
 def _handle_probe(self):
@@ -133,16 +133,6 @@ def _event_probe(self, code, fields):
         _leave(s, pre, forced, True)
 
 
-def _site_event_probe(self):
-    s = S
-    pre = _enter(s)
-    forced = s[5]
-    try:
-        return _site_event(self)
-    finally:
-        _leave(s, pre, forced, True)
-
-
 def _status_probe(self, args):
     code, msg, data = _status(self, args)
     data['heap_used'] = gc.mem_alloc()
@@ -162,16 +152,15 @@ def _status_probe(self, args):
 commands.Commands.handle = _handle_probe
 commands.Commands.cmd_status = _status_probe
 controller.Controller.send_event = _event_probe
-if _site_event is not None:
-    controller.Controller._site_event = _site_event_probe
 exec(compile(open('main.py').read(), 'main.py', 'exec'), {'__name__': '__main__'})
 """
 
 
-def probe_launcher(run_dir):
-    """A Rig launch function: main.py through PROBE, otherwise as sil.start_firmware."""
+def probe_launcher(run_dir, probe_text=PROBE):
+    """A Rig launch function: main.py through a probe script (PROBE, or another
+    that ends by running main.py), otherwise as sil.start_firmware."""
     probe = Path(run_dir).resolve() / "soak_probe.py"
-    probe.write_text(PROBE)
+    probe.write_text(probe_text)
 
     def launch(bus_path, site_path=None, stderr=None, key_path=None):
         return subprocess.Popen([micropython_exe(), str(probe)], cwd=FIRMWARE,

@@ -990,8 +990,10 @@ class SlaveBus:
         buf[0] = self.unit
         buf[1] = self.fc
         if self.fc == 16:
-            for i in range(2, 6):
-                buf[i] = 0                      # echo not checked by the master
+            buf[2] = self.addr >> 8             # the echo: address and count
+            buf[3] = self.addr & 0xFF
+            buf[4] = self.count >> 8
+            buf[5] = self.count & 0xFF
             n = 6
         else:
             buf[2] = 2 * self.count

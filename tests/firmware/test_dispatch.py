@@ -168,7 +168,10 @@ def test_config_errors_name_key_and_range():
              ({'tou': [{'start_min': 60}, {'start_min': 30}]}, 'tou[1]: start_min'),
              ({'tou': [{'start_min': 0, 'cap_w': 1 * MW}]}, 'tou[0]: recharge_w (14000000) must be below'),
              ({'tou': [{'start_min': 0, 'price': 3}]}, "tou[0]: unknown key 'price'"),
-             ({'cap': 1}, "unknown key 'cap'")]
+             ({'cap': 1}, "unknown key 'cap'"),
+             ({'pred_min_grid_w': 18 * MW}, 'pred_min_grid_w (18000000) must be below cap_w'),
+             ({'pred_min_grid_w': -1}, "'pred_min_grid_w' = -1 is outside"),
+             ({'pred_ff_ramp_pm': 4001}, "'pred_ff_ramp_pm' = 4001 is outside 0..4000")]
     for over, msg in cases:
         try:
             config.validate(over, 'site.json')

@@ -102,6 +102,12 @@ REPLIES = [
     (3, sealed('12 03 04 00 0A 01 02'), mb.WRONG_REPLY, 0),     # wrong unit
     (3, sealed('11 04 04 00 0A 01 02'), mb.WRONG_REPLY, 0),     # wrong function
     (16, sealed('11 06 00 01 00 02'), mb.WRONG_REPLY, 0),
+    # fc 6/16 echo address and value/count: a reply to another write is wrong
+    (16, sealed('11 10 00 02 00 02'), mb.WRONG_REPLY, 0),       # other address
+    (16, sealed('11 10 00 01 00 03'), mb.WRONG_REPLY, 0),       # other count
+    (6, sealed('11 06 00 01 00 00'), mb.OK, 0),
+    (6, sealed('11 06 00 01 00 07'), mb.WRONG_REPLY, 0),        # other value
+    (6, sealed('11 06 01 01 00 00'), mb.WRONG_REPLY, 0),        # other address
     (3, sealed(READ)[:5], mb.SHORT, 0),                          # cut short
     (3, sealed(READ)[:8], mb.SHORT, 0),
     (3, sealed('11 03 02 00 0A 01 02'), mb.SHORT, 0),           # byte count says 1 register

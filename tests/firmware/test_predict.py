@@ -254,12 +254,82 @@ def test_rise_pre_arms_within_the_safety_window():
 
 
 def test_a_false_alarm_is_undone_at_once():
-    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW)
+    # (A dip budget of 4x the ramp limit: ff is not cut here, see below.)
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=4000)
     assert e.step(15 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50) == 0
     sp = e.step(15 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 10 * MW)
     assert sp == 10 * MW - 100 * KW            # planned grid may rise 100 kW per cycle
     # The rise did not come: back where the reactive engine would be.
     assert e.step(15 * MW - sp, sp, 5000, PCS, PCS, 0, 0, NONE, 50) == 0
+
+
+def test_ramp_limits_budget_the_pre_arm_dips():
+    # 2 MW/s, pred_ff_ramp_pm 500: ff x dt over any 1 s <= 1 MW x s.
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=500)
+    load = 12 * MW
+    used = []
+    for _ in range(4):
+        e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
+        used.append(e.ff << 3)
+    # 12.1 MW is what the 12 MW PCS covers with the planned grid up 100 kW;
+    # 0.605 MW x s of the budget gone, 0.395 MW x s left = 7.9 MW for 50 ms.
+    assert abs(used[0] - 12100 * KW) < 1 * KW
+    assert abs(used[1] - 7900 * KW) < 1 * KW
+    assert used[2:] == [0, 0]
+    for _ in range(17):                       # the first dip leaves the ring (> 1 s ago)
+        e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50)
+    e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
+    assert abs((e.ff << 3) - used[0]) < 1 * KW
+    # pred_ff_ramp_pm 0 turns the feed-forward off under ramp limits;
+    # without ramp limits there is no budget.
+    e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=0)
+    e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
+    assert e.ff == 0
+    e = engine()
+    e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
+    assert e.ff << 3 == 14 * MW
+
+
+def test_rhythm_pre_arms_are_spread_over_the_budget_hints_are_not():
+    # Ramp limits 2 MW/s, pred_ff_ramp_pm 600: 1.2 MW x s per second; the
+    # rhythm's window (lead 2 + early 1 + a tick = 4 ticks, 200 ms) gets at
+    # most 6 MW of the 14 MW rises; a hint (exact time) its whole step.
+    ramps = {'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'pred_ff_ramp_pm': 600}
+    loads = iteration_load(800, 900)
+    assert min(x for x in feed(predictor(), loads)[-200:] if x) > 13 * MW   # unbudgeted
+    pr = predictor(**ramps)
+    out = feed(pr, loads)[-200:]
+    assert pr.active and pr.rmax << 3 == 6 * MW
+    assert max(out) == 6 * MW and out.count(6 * MW) >= 10
+    pr.hints.add(p.JOB_START, 50, 10 * MW, 100)
+    assert pr.update(loads[0], 50) >= 10 * MW
+
+
+def test_pre_arm_dips_stay_in_their_budget_over_any_second():
+    # Random loads, rises and drops, cycle lengths: |ff| x dt summed over any
+    # 1000 ms never exceeds the budget (the ring is 1000..1050 ms long).
+    r = Lcg(11)
+    for pm in (250, 500, 1500):
+        e = engine(ramp_up_w_per_s=3 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=pm,
+                   recharge_max_w=10 * MW)
+        budget = 2 * MW * pm // 1000                 # the tighter limit x 1 s, W x s
+        hist = []                                    # (t_ms, |ff| W x ms)
+        t = 0
+        batt = 0
+        for i in range(3000):
+            dt = 10 + r.next(90)
+            load = 10 * MW + r.next(12 * MW)
+            ff = 0 if r.next(3) == 0 else r.next(16 * MW) - 4 * MW
+            batt = e.step(load - batt, batt, 5000, PCS, PCS, 0, 0, NONE, dt, ff)
+            t += dt
+            hist.append((t, abs(e.ff << 3) * dt))
+            win = 0
+            for (tj, a) in hist:
+                if tj > t - 1000:
+                    win += a
+            assert win <= budget * 1000 + 8000 * len(hist), (pm, i)
+            if len(hist) > 120:
+                hist.pop(0)
 
 
 def test_drop_pre_charges_only_under_ramp_smoothing_and_below_the_cap():
@@ -303,3 +373,79 @@ def test_mpy_predictor_and_engine_allocate_nothing():
     pr.hints.add(p.JOB_START, 3000, 10 * MW, 250)
     pr.hints.add(p.CKPT_START, 9000, 10 * MW, 250)
     no_alloc(cycle, 6000, 'Predictor.update + Engine.step')
+
+
+# --- the controller's use of the predictor (MicroPython only: it imports
+# micropython; the unix port runs it with the firmware folder as root) ---
+
+class _Silent:
+    """A bus where nothing answers: the controller never leaves INIT/SAFE."""
+    def drain(self):
+        pass
+
+    def write(self, buf):
+        pass
+
+    def recv_into(self, buf, want, timeout_ms):
+        return 0
+
+
+class _Board:
+    baud = 115200
+
+    def __init__(self):
+        self.bus = _Silent()
+
+    def send_telemetry(self, frame):
+        pass
+
+    def log(self, text):
+        pass
+
+    def set_output(self, name, on):
+        pass
+
+    def reset(self):
+        pass
+
+
+def _controller(**over):
+    from cabinet import controller
+    cfg = {'pred_enabled': True, 'response_timeout_ms': 1}
+    cfg.update(over)
+    return controller.Controller(_Board(), config.validate(cfg)), controller
+
+
+def test_mpy_controller_runs_the_hint_clocks_outside_run():
+    c, ctl = _controller()
+    c.hints.add(p.JOB_START, 300, 10 * MW, 100)
+    for _ in range(6):
+        c.cycle(50)
+    assert c.state != ctl.RUN
+    assert c.hints.due[0] == 0 and c.hints.count() == 1       # skip() aged it 300 ms
+    for _ in range(3):
+        c.cycle(50)
+    assert c.hints.count() == 0 and c.hints.expired == 1      # and let it expire
+
+
+def test_mpy_controller_rebuilds_the_predictor_on_a_new_config():
+    c, _ = _controller()
+    old = c.predictor
+    c.hints.add(p.JOB_START, 5000, 10 * MW, 100)
+    cfg = dict(c.cfg)
+    cfg['cap_w'] = 17 * MW                     # not a predictor key: it keeps its history
+    c.apply_config(cfg)
+    assert c.predictor is old
+    cfg = dict(cfg)
+    cfg['pred_lead_ms'] = 150
+    c.apply_config(cfg)
+    assert c.predictor is not old and c.predictor.lead_ms == 150
+    assert c.predictor.hints is c.hints and c.hints.count() == 1   # announced hints stay
+    cfg = dict(cfg)
+    cfg['pred_enabled'] = False
+    c.apply_config(cfg)
+    assert c.predictor is None and c.hints is None
+    cfg = dict(cfg)
+    cfg['pred_enabled'] = True
+    c.apply_config(cfg)
+    assert c.predictor is not None and c.predictor.hints is c.hints

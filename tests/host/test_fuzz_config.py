@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,9 @@ def test_validate_accepts_sane_or_names_the_problem(over):
 @FUZZ
 @given(value)
 def test_validate_on_any_json_value(v):
+    if not isinstance(v, dict):                 # a whole config that is not an object
+        with pytest.raises(ValueError, match="^x: must be an object"):
+            config.validate(v, "x")
     try:
         cfg = config.validate(v if isinstance(v, dict) else {"tou": v}, "x")
     except ValueError as e:

@@ -6,7 +6,6 @@ into sane figures (finite, non-negative watts within the limits, increasing
 time) or is rejected with ProfileError naming the file and the problem -
 never another exception, never a hang (hypothesis deadlines).
 """
-import csv
 import os
 import tempfile
 from pathlib import Path
@@ -52,7 +51,7 @@ class tmpfile:
         os.unlink(self.path)
 
 
-def import_or_reject(data, fmt, skip_bad, gpus=None, tolerate_known=True):
+def import_or_reject(data, fmt, skip_bad, gpus=None):
     """The CLI's path: read, then build a profile; only ProfileError may stop it."""
     with tmpfile(data) as path:
         try:
@@ -60,20 +59,11 @@ def import_or_reject(data, fmt, skip_bad, gpus=None, tolerate_known=True):
         except ProfileError as e:
             assert str(path) in str(e) and e.problem, e
             return None
-        except csv.Error:
-            # Known finding (see the regression test at the end): tolerated here
-            # so the property keeps hunting for others; the strict xfail below
-            # turns red once importers.py is fixed, to remove this.
-            if not tolerate_known:
-                raise
-            return None
         for s in table.series:
             assert len(s.t) == len(s.w) > 0
             assert np.all(np.isfinite(s.t)) and np.all(np.isfinite(s.w)), s
             assert np.all(np.diff(s.t) > 0), "time not increasing"
             assert np.all(s.w >= 0) and np.all(s.w <= MAX_SITE_W), s.w
-        if tolerate_known and _huge_span(table):
-            return None       # known finding (regression test below): build would not return
         try:
             prof, rep = resample.build(table, resample.Options())
         except ProfileError as e:
@@ -82,17 +72,6 @@ def import_or_reject(data, fmt, skip_bad, gpus=None, tolerate_known=True):
         assert prof.step_s > 0 and len(prof.watts)
         assert prof.watts.min() >= 0 and prof.watts.max() <= MAX_SITE_W
         return prof
-
-
-def _huge_span(table):
-    """A log whose span is millions of sample steps (a time jump): resample.build
-    allocates one slot per step before anything checks the span."""
-    for s in table.series:
-        if len(s.t) > 1:
-            dt = float(np.median(np.diff(s.t)))
-            if dt > 0 and (s.t[-1] - s.t[0]) / dt > 5e6:
-                return True
-    return False
 
 
 @FUZZ
@@ -201,24 +180,49 @@ def test_profile_files_arbitrary_bytes(data):
 import pytest  # noqa: E402
 
 
-@pytest.mark.xfail(strict=True, reason="BUG importers.py:180 (_text_rows): a stray carriage "
-                   "return inside a line makes csv.reader raise _csv.Error ('new-line character "
-                   "seen in unquoted field'), which escapes instead of a ProfileError naming "
-                   "the file and line (found by test_mutated_logs_import_or_reject)")
 @pytest.mark.parametrize("fmt", TEXT_FORMATS)
 def test_regression_stray_carriage_return_is_a_profile_error(fmt):
+    # A lone CR inside a line made csv.reader raise _csv.Error ('new-line character
+    # seen in unquoted field'), which escaped instead of a ProfileError naming the
+    # file and line (found by test_mutated_logs_import_or_reject).
     lines = VALID[fmt].splitlines(keepends=True)
     lines[2] = lines[2].replace(",", ",\r", 1)        # e.g. "0.1,\r 401" - a lone CR
-    import_or_reject("".join(lines), fmt, skip_bad=False, tolerate_known=False)
+    text = "".join(lines)
+    with tmpfile(text) as path:
+        with pytest.raises(ProfileError) as e:
+            importers.read(path, fmt)
+        assert e.value.line == 3 and "new-line character" in e.value.problem, e.value
+        assert str(path) in str(e.value)
+        table = importers.read(path, fmt, skip_bad=True)      # or skipped and counted
+        assert [ln for ln, _ in table.skipped] == [3], table.skipped
+    assert import_or_reject(text, fmt, skip_bad=True) is not None
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError,
-                   reason="BUG resample.py:97/151 (build -> bin_average): a log whose time "
-                   "column jumps (numbers of seconds, then an ISO timestamp = 1.7e9 s; or any "
-                   "clock jump) is resampled to one slot per step over the whole span: "
-                   "np.arange(17e9) -> MemoryError (128 GiB), or minutes of work and GBs for "
-                   "smaller jumps, instead of a ProfileError naming the jump "
-                   "(found by test_mutated_logs_import_or_reject)")
-def test_regression_time_jump_is_a_profile_error():
+def test_regression_time_jump_is_a_profile_error(monkeypatch):
+    # A time column that jumps (seconds, then an ISO timestamp = 1.7e9 s) was
+    # resampled to one slot per step over the whole span: np.arange(17e9) ->
+    # MemoryError (found by test_mutated_logs_import_or_reject).
     text = VALID["wide"].replace("\n0.3,", "\n2024-05-01T12:00:00Z,", 1)
-    assert import_or_reject(text, "wide", skip_bad=True, tolerate_known=False) is None
+    with tmpfile(text) as path:
+        table = importers.read(path, "wide", skip_bad=True)
+    for gaps in ("hold", "interpolate"):
+        with pytest.raises(ProfileError) as e:
+            resample.build(table, resample.Options(gaps=gaps))
+        assert "time jumps" in e.value.problem and e.value.line == 5, e.value
+    assert import_or_reject(text, "wide", skip_bad=True) is None
+
+    # The bound itself, made small: the span, and the interpolated fill of a
+    # gap in one series beyond the span the series share (cut at the span).
+    monkeypatch.setattr(resample, "MAX_STEPS", 100)
+
+    def table_of(*ts):
+        return importers.Table("x", "wide", [importers.Series(
+            f"g{i}", np.array(t), np.full(len(t), 300.0), list(range(2, 2 + len(t))))
+            for i, t in enumerate(ts)])
+    ok = [0.0, 0.1, 0.2, 9.9]                          # 100 steps of 100 ms
+    assert len(resample.build(table_of(ok), resample.Options())[0].watts) == 100
+    with pytest.raises(ProfileError, match="101 steps"):
+        resample.build(table_of([0.0, 0.1, 0.2, 10.0]), resample.Options())
+    jump = [0.0, 0.1, 0.2, 1e9]
+    prof, _ = resample.build(table_of(jump, [0.0, 0.1, 0.2, 0.3]), resample.Options(gaps="interpolate"))
+    assert len(prof.watts) == 4

@@ -32,6 +32,10 @@ def add_arguments(p):
     p.add_argument("--ct", action="store_true",
                    help="serve CT sample blocks on a second pty (default signal settings "
                         "unless the --config file has a \"ct\" object)")
+    p.add_argument("--pcs", type=int, default=1, metavar="N",
+                   help="a site of N PCS behind one site meter, one bus (pty) per cabinet; the "
+                        "ready line lists them (\"buses\"); --config may hold \"pcs\": "
+                        "[per-PCS PlantConfig overrides]")
     p.add_argument("--fault", action="append", default=[], metavar="KIND[@START[+DURATION]]",
                    help="inject a fault (repeatable): " + ", ".join(faults.KINDS))
 
@@ -42,6 +46,7 @@ def run(args):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     overrides = json.loads(open(args.config).read()) if args.config else {}
     ct_cfg = overrides.pop("ct", {} if args.ct else None)
+    per_pcs = overrides.pop("pcs", [])
     unknown = set(overrides) - set(PlantConfig().to_dict())
     if unknown:
         sys.exit(f"cabctl plant: {args.config}: unknown keys {sorted(unknown)}")
@@ -57,6 +62,8 @@ def run(args):
         schedule = faults.Schedule(faults.parse(f) for f in args.fault)
     except ValueError as e:
         sys.exit(f"cabctl plant: {e}")
+    if args.pcs > 1:
+        return _run_fleet(args, cfg, per_pcs, profile)
     plant = Plant(cfg, profile.at)
     io = PlantIO(plant, args.meter_map, args.pcs_map, faults=schedule)
     extra = {}
@@ -81,4 +88,30 @@ def run(args):
                                            "profile": profile.name,
                                            "profile_s": profile.duration_s,
                                            "faults": args.fault, **extra}))
+    print(json.dumps(result), file=sys.stderr)
+
+
+def _run_fleet(args, cfg, per_pcs, profile):
+    from . import fleet
+    from .bus import PtyPort
+    if args.port or args.fault or args.ct or args.meter_map != "meter_sunspec" \
+            or args.pcs_map != "pcs_sunspec":
+        sys.exit("cabctl plant: --pcs N serves the SunSpec meter and PCS on ptys only "
+                 "(no --port, --fault, --ct, other maps)")
+    try:
+        cfgs = fleet.fleet_configs(cfg, args.pcs, per_pcs)
+    except TypeError as e:
+        sys.exit(f"cabctl plant: {args.config}: pcs: {e}")
+    site = fleet.FleetPlant(cfgs, profile.at)
+    ports = [PtyPort(args.baud) for _ in range(args.pcs)]
+    result = fleet.serve(site, ports, args.seconds, args.truth,
+                         ready=lambda: announce({"buses": [p.path for p in ports],
+                                                 "bus": ports[0].path,
+                                                 "pcs_units": [fleet.FIRST_PCS_UNIT + k for k in range(args.pcs)],
+                                                 "truth": args.truth,
+                                                 "t0_monotonic": time.monotonic(),
+                                                 "plant": [c.to_dict() for c in cfgs],
+                                                 "profile": profile.name,
+                                                 "profile_s": profile.duration_s,
+                                                 "faults": []}))
     print(json.dumps(result), file=sys.stderr)

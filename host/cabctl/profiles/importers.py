@@ -173,11 +173,18 @@ DEFAULT_HEADER = {"long": {3: ["time_s", "gpu_id", "power_w"]}, "csv": {2: ["tim
                                  3: ["timestamp", "index", "power.draw [W]"]}}
 
 
-def _text_rows(path):
+def _text_rows(path, inp: Cells):
     with open(path, newline="", encoding="utf-8-sig") as f:
         text = f.read()
     reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:       # e.g. a lone CR inside a line; the reader goes on after it
+            inp.bad(reader.line_num, f"malformed CSV line: {str(e).split(' - ')[0]}")
+            continue
         if fields and any(x.strip() for x in fields):
             yield reader.line_num, fields
 
@@ -224,7 +231,7 @@ def read(path, fmt, skip_bad=False, gpus=None) -> Table:
         kind = table.fmt.split("/")[1]
     else:
         try:
-            rows = _text_rows(path)
+            rows = _text_rows(path, inp)
             first = next(rows, None)
         except OSError as e:
             raise ProfileError(path, f"cannot read: {e.strerror or e}") from None

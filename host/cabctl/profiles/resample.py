@@ -24,6 +24,7 @@ from .generator import lagged
 from .importers import Table
 
 OVERHEAD_TAU_S = 60.0
+MAX_STEPS = 10_000_000      # e.g. 11.6 days at 100 ms; beyond, a time jump rather than a log
 
 
 @dataclass
@@ -117,6 +118,19 @@ def _shifted_sum(trace, copies, rng):
     return np.fft.irfft(np.fft.rfft(trace) * np.fft.rfft(hist), n)
 
 
+def _too_long(src, series, problem):
+    """A ProfileError for more than MAX_STEPS slots, naming the largest time jump
+    (checked before anything allocates one slot per step)."""
+    jumps = [(float(np.max(np.diff(s.t))), s) for s in series if len(s.t) > 1]
+    if not jumps:
+        return ProfileError(src, problem)
+    d, s = max(jumps, key=lambda j: j[0])
+    i = int(np.argmax(np.diff(s.t)))
+    return ProfileError(src, f"{problem}: time jumps {d:.0f} s from {s.t[i]:.3f} to "
+                        f"{s.t[i + 1]:.3f} ({s.name}); check the time column or give a "
+                        "longer step", s.line[i + 1])
+
+
 def build(table: Table, opts: Options, name=None):
     """Table -> (Profile, Report)."""
     src = table.source
@@ -141,13 +155,23 @@ def build(table: Table, opts: Options, name=None):
     if n < 1:
         raise ProfileError(src, f"the series share {max(end - start, 0):.3f} s, less than one "
                            f"{step * 1000:g} ms step")
+    if n > MAX_STEPS:
+        raise _too_long(src, series, f"the log spans {n * step:.0f} s = {n} steps of "
+                                     f"{step * 1000:g} ms, more than {MAX_STEPS}")
     spans, grid = [], []
     for s, m in zip(series, meds):
         gaps = find_gaps(s.t, threshold)
         spans += gaps
         t, w = s.t, s.w
         if gaps and opts.gaps == "interpolate":
-            t, w = interpolate_gaps(t, w, gaps, m)
+            # Only the span needs filling (cut there), and the fill is bounded like the grid.
+            stop = start + n * step + m
+            inside = [(a, min(b, stop)) for a, b in gaps if b > start and a < stop]
+            fill = sum(b - a for a, b in inside) / m
+            if fill > MAX_STEPS:
+                raise _too_long(src, series, f"interpolating the gaps takes {fill:.0f} samples "
+                                             f"of {m * 1000:g} ms, more than {MAX_STEPS}")
+            t, w = interpolate_gaps(t, w, inside, m)
         grid.append(bin_average(t, w, start, step, n))
     gaps = [(round(a - start, 3), round(b - a, 3), opts.gaps)
             for a, b in _merge(spans) if b > start and a < start + n * step]

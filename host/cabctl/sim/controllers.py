@@ -46,7 +46,10 @@ class Cabinet:
         self.predictor = None
         self.pending = []
         if prediction:
-            cfg = dict(PRED_DEFAULTS, **(pred_cfg or {}), pred_enabled=True)
+            # The site's keys too, as on the device (the ramp limits set the
+            # budget the predictor spreads its rhythm's pre-arms over).
+            cfg = dict(site_cfg, **PRED_DEFAULTS)
+            cfg.update(pred_cfg or {}, pred_enabled=True)
             self.predictor = predict.Predictor(cfg)
             self.pending = sorted(((e["t_s"] - hint_lead_s, e) for e in hints),
                                   key=lambda p: p[0], reverse=True)
@@ -70,10 +73,14 @@ class Cabinet:
         ff = 0
         p = self.predictor
         if p is not None:
+            # A hint that came since the last cycle: the device handles
+            # commands right after a cycle, so the next update ages it by a
+            # whole cycle; it is due that much later than from now.
             while self.pending and self.pending[-1][0] * 1000 <= m.t_ms:
                 _, e = self.pending.pop()
                 p.hints.add(predict.KINDS.index(HINT_KIND[e["kind"]]),
-                            int(round(e["t_s"] * 1000 - m.t_ms)), e["power_w"], self.hint_window_ms)
+                            int(round(e["t_s"] * 1000 - m.t_ms)) + m.dt_ms, e["power_w"],
+                            self.hint_window_ms)
             ff = p.update(m.grid_w + m.battery_w, m.dt_ms)
             self.active_ticks += p.active
             self.armed_cycles += ff != 0
