@@ -21,11 +21,13 @@ config.unload()
 del config
 gc.collect()
 from cabinet import events
-from cabinet.auth import Auth
-from cabinet.commands import Commands
 from cabinet.controller import Controller
 ctl = Controller(board, cfg)
 gc.collect()                          # boot garbage (parsed maps, config) before the loop
+# The command channel's code only now: building the controller is the boot's
+# heap peak (parsed maps and telemetry.json beside its own objects).
+from cabinet.auth import Auth
+from cabinet.commands import Commands
 ctl.config_source = source
 # The replay counter lives beside the site config (the flash root on a board).
 here = board.site_path.rsplit('/', 1)[0] + '/' if '/' in board.site_path else ''

@@ -1,5 +1,5 @@
-# The site config's "ct" object (cabinet/ct.py measures, cabinet/controller.py
-# dispatches on it): defaults, limits and validation. Boot and set_config
+# The site config's "ct" object (cabinet/ct.py measures, cabinet/sensing.py
+# reads it for dispatch): defaults, limits and validation. Boot and set_config
 # time only, so it may allocate; kept apart from ct.py so that validating a
 # config does not load (and on the unix port compile) the viper loops.
 #
@@ -13,7 +13,7 @@ SPEC = {    # key: (default, min, max)
     'bias_shift': (4, 0, 10),               # bias IIR time constant: 2**k cycles
     'mv_fs': (400000, 1000, 1 << 29), 'v_gain_ppm': (1000000, 500000, 2000000),
     'v_nom_mv': (277000, 0, 1 << 29),       # CT without voltage: apparent power at this
-    # How the controller uses the CTs (cabinet/controller.py):
+    # How the controller uses the CTs (cabinet/sensing.py):
     'max_age_ms': (100, 20, 10000),         # older CT data is not dispatched on
     'alarm_on_w': (0, 0, 1 << 28),          # CT - meter beyond this (0: 5 % of full_scale_w)
     'alarm_off_w': (0, 0, 1 << 28),         # ... and back below this (0: half of alarm_on_w)

@@ -1,5 +1,5 @@
 # Battery power at the moment the CTs saw, for dispatch on CT power
-# (cabinet/controller.py).
+# (cabinet/sensing.py).
 #
 # CTs give the grid power of the last mains cycle; the PCS's own battery
 # power register is refreshed only every so often (tens of ms) and read once

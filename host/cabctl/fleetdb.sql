@@ -66,7 +66,7 @@ COMMENT ON COLUMN telemetry.setpoint_w IS 'telemetry.json key 5: unit W; setpoin
 COMMENT ON COLUMN telemetry.soc_cpct IS 'telemetry.json key 6: unit 0.01%';
 COMMENT ON COLUMN telemetry.load_w IS 'telemetry.json key 7: unit W; grid + battery';
 COMMENT ON COLUMN telemetry.reason IS 'telemetry.json key 8: dispatch stage that bound the setpoint (cabinet.dispatch.REASONS); names in fleet_enum (kind ''reason'')';
-COMMENT ON COLUMN telemetry.state IS 'telemetry.json key 9: failsafe state (enums.state, cabinet.controller.STATES); names in fleet_enum (kind ''state'')';
+COMMENT ON COLUMN telemetry.state IS 'telemetry.json key 9: failsafe state (enums.state, cabinet.failsafe.STATES); names in fleet_enum (kind ''state'')';
 COMMENT ON COLUMN telemetry.cycle_us IS 'telemetry.json key 10: unit us; busy time of the previous cycle';
 COMMENT ON COLUMN telemetry.late_cycles IS 'telemetry.json key 11: cycles whose work overran the period';
 COMMENT ON COLUMN telemetry.meter_errors IS 'telemetry.json key 12: failed meter transactions since boot';
