@@ -23,7 +23,7 @@ def main():
             "optimal_cap_w": out["optimal"]["optimal_cap_w"], "cpu_budget_s": 120}
     for name in ("cabinet", PRED, "openems", "none"):
         line.update({f"{name}_{k}": out[name][k] for k in KEYS})
-    limit = sc["site_cfg"]["ramp_up_w_per_s"]
+    limit = sc["judge_cfg"]["ramp_up_w_per_s"]         # the contracted limit (2 MW/s)
     for name, tag in (("cabinet", ""), (PRED, "_pred")):
         cab = out[name]
         line["energy_above_cap_vs_openems" + tag] = round(

@@ -33,10 +33,13 @@
 # drop) by ff while a pre-arm waits for its step, however smooth the planned
 # grid: an 11 MW dip for 200 ms moves the 1 s mean grid by 2.2 MW. So the
 # dips have a budget (ff_budget): |ff| x dt summed over any 1 s (a ring of
-# FB_SLOTS time slots) stays <= pred_ff_ramp_pm / 1000 x the tighter ramp
-# limit x 1 s, so the feed-forward moves no 1 s mean of the grid by more
-# than that share of the ramp limit. Off without ramp limits. (How to spend
-# it is the predictor's business: it spreads the rhythm's uncertain timing.)
+# FB_SLOTS time slots), plus how far the planned grid itself moved over that
+# second, stays <= pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s, so
+# the feed-forward and the ramp in use together move no 1 s mean of the grid
+# by more than that share of the ramp limit (while the ramp stage uses the
+# whole limit there is no room for dips). Off without ramp limits. (How to
+# spend it is the predictor's business: it spreads the rhythm's uncertain
+# timing.)
 from array import array
 from cabinet import tou
 
@@ -84,7 +87,7 @@ def ff_budget(cfg):
     rate = g('ramp_up_w_per_s', 0)
     if not rate or 0 < g('ramp_down_w_per_s', 0) < rate:
         rate = g('ramp_down_w_per_s', 0)
-    return (rate >> Q) // 1000 * cfg.get('pred_ff_ramp_pm', 700) if rate else -1
+    return (rate >> Q) // 1000 * cfg['pred_ff_ramp_pm'] if rate else -1
 
 
 def spread(area, ms):
@@ -116,10 +119,12 @@ class Engine:
         self.dn_delay_ms = cfg['ramp_down_delay_ms']
         self.sl_hi, self.sl_lo = _split_rate(cfg['slew_w_per_s'])
         self.slew = cfg['slew_w_per_s'] > 0
-        # Keys added with cabinet.predict; absent from older configs.
+        # Keys added with cabinet.predict (pred_ff_ramp_pm has its default in
+        # config.SPEC only, so ff_budget needs a validated config).
         self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
         self.fb_cap = ff_budget(cfg)      # dip budget, units x s per 1 s (-1: none)
         self.fb_ring = array('i', [0] * FB_SLOTS)
+        self.fb_grid = array('i', [0] * FB_SLOTS)   # planned grid at each slot's start
         self.fb_i = 0             # the slot being filled
         self.fb_ms = 0            # ms into it
         self.fb_sum = 0           # the ring's total (units x s)
@@ -172,6 +177,8 @@ class Engine:
             self._started = True
             self._grid = load - (battery_w >> Q)
             self._batt = battery_w >> Q
+            for i in range(FB_SLOTS):
+                self.fb_grid[i] = self._grid
         s = self.tou
         s.select(minute_of_day)
         # 1. PCS/BMS limits and faults.
@@ -318,6 +325,7 @@ class Engine:
                 i = 0
             self.fb_sum -= r[i]
             r[i] = 0
+            self.fb_grid[i] = self._grid
             self.fb_i = i
         self.fb_ms = ms
 
@@ -325,7 +333,15 @@ class Engine:
         # Cut |ff| to the budget left for this cycle (dt ms) and book it.
         a = ff if ff > 0 else -ff
         if dt:
-            room = spread(self.fb_cap - self.fb_sum, dt)
+            # What the planned grid moved over the last second counts too:
+            # it moves the 1 s means as well, so while the ramp stage uses
+            # the limit there is no room for dips on top.
+            room = self.fb_cap - self.fb_sum
+            i = self.fb_i + 1
+            moved = self._grid - self.fb_grid[i if i < FB_SLOTS else 0]
+            if moved < 0:
+                moved = -moved
+            room = spread(room - moved if moved < room else 0, dt)
             if a > room:
                 a = room
             used = _per_cycle(a // 1000, a % 1000, dt)

@@ -272,14 +272,23 @@ def test_ramp_limits_budget_the_pre_arm_dips():
         e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
         used.append(e.ff << 3)
     # 12.1 MW is what the 12 MW PCS covers with the planned grid up 100 kW;
-    # 0.605 MW x s of the budget gone, 0.395 MW x s left = 7.9 MW for 50 ms.
+    # 0.605 MW x s of the budget gone, and the planned grid's 100 kW rise
+    # counts too (0.1 MW x s): 0.295 MW x s left = 5.9 MW for 50 ms.
     assert abs(used[0] - 12100 * KW) < 1 * KW
-    assert abs(used[1] - 7900 * KW) < 1 * KW
+    assert abs(used[1] - 5900 * KW) < 1 * KW
     assert used[2:] == [0, 0]
-    for _ in range(17):                       # the first dip leaves the ring (> 1 s ago)
+    # The dips leave the ring after 1 s, but below the recharge threshold the
+    # planned grid ramps up to 14 MW meanwhile, and that movement fills the
+    # budget too; a second after it has settled, the whole rise is allowed
+    # (the 12 MW PCS now charges 2 MW: 14 MW of room).
+    for _ in range(17):
         e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50)
     e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
-    assert abs((e.ff << 3) - used[0]) < 1 * KW
+    assert e.ff == 0 and e._grid << 3 == 14 * MW
+    for _ in range(21):
+        e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50)
+    e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
+    assert e.ff << 3 == 14 * MW
     # pred_ff_ramp_pm 0 turns the feed-forward off under ramp limits;
     # without ramp limits there is no budget.
     e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=0)
@@ -288,6 +297,21 @@ def test_ramp_limits_budget_the_pre_arm_dips():
     e = engine()
     e.step(load, 0, 5000, PCS, PCS, 0, 0, NONE, 50, 14 * MW)
     assert e.ff << 3 == 14 * MW
+
+
+def test_the_budget_leaves_room_for_the_ramp_in_use():
+    # The planned grid's own movement over the last second moves the 1 s
+    # means too: at 2 MW/s and pred_ff_ramp_pm 1000 (2 MW x s per second) a
+    # grid that has ramped at the full limit for over a second leaves no
+    # room for dips; at 1500, 1 MW x s.
+    for pm, room in ((1000, False), (1500, True)):
+        e = engine(ramp_up_w_per_s=2 * MW, ramp_down_w_per_s=2 * MW, pred_ff_ramp_pm=pm)
+        batt = e.step(15 * MW, 0, 5000, PCS, PCS, 0, 0, NONE, 50)
+        for _ in range(25):       # the load jumps to 19 MW; the grid follows at 100 kW a cycle
+            batt = e.step(19 * MW - batt, batt, 5000, PCS, PCS, 0, 0, NONE, 50)
+        assert e.reason == d.RAMP and batt == 1500 * KW
+        e.step(19 * MW - batt, batt, 5000, PCS, PCS, 0, 0, NONE, 50, 2 * MW)
+        assert (e.ff > 0) == room, pm
 
 
 def test_rhythm_pre_arms_are_spread_over_the_budget_hints_are_not():

@@ -48,7 +48,7 @@ def test_short_texas_run_holds_the_cap_and_smooths_the_grid():
     assert cab["max_over_cap_ms"] <= 300
     assert cab["peak_grid_w"] <= sc["site_cfg"]["cap_w"] * 1.03
     assert none["peak_grid_w"] > sc["site_cfg"]["cap_w"] * 1.03       # the profile does exceed it
-    assert cab["max_grid_ramp_w_per_s"] <= 1.5 * sc["site_cfg"]["ramp_up_w_per_s"]
+    assert cab["max_grid_ramp_w_per_s"] <= 1.5 * sc["judge_cfg"]["ramp_up_w_per_s"]
     assert cab["energy_above_cap_wh"] < 0.25 * oe["energy_above_cap_wh"]
     assert cab["demand_peak_15min_w"] <= sc["site_cfg"]["cap_w"]
     # The plant's physics, not the controller's word: grid = load - battery.
@@ -82,6 +82,24 @@ def test_scenario_errors_name_the_problem(tmp_path):
         scenario.load(str(bad))
     with pytest.raises(ValueError, match="no scenario 'atlantis'"):
         scenario.load("atlantis")
+    # The contracted ramp limit: the engine may aim inside it, not beyond.
+    bad.write_text(json.dumps({"name": "x", "profile": "demo", "grid_ramp_limit_w_per_s": MW,
+                               "site": {"ramp_up_w_per_s": 2 * MW}}))
+    with pytest.raises(ValueError, match=r"grid_ramp_limit_w_per_s = 1000000: expected"):
+        scenario.load(str(bad))
+
+
+def test_the_monitor_judges_the_contracted_ramp_limit():
+    # texas: the engine aims at 1.5 MW/s inside the 2 MW/s contract; the
+    # monitor and the reports judge the contract, the engine runs its own.
+    sc = scenario.load("texas")
+    assert sc["judge_cfg"]["ramp_up_w_per_s"] == sc["judge_cfg"]["ramp_down_w_per_s"] == 2 * MW
+    assert sc["site_cfg"]["ramp_up_w_per_s"] == sc["site_cfg"]["ramp_down_w_per_s"] == 1.5 * MW
+    assert {k: v for k, v in sc["judge_cfg"].items() if "ramp_" not in k} == \
+        {k: v for k, v in sc["site_cfg"].items() if "ramp_" not in k}
+    plain = scenario.load("texas")
+    plain.pop("grid_ramp_limit_w_per_s")
+    assert scenario._judge_cfg(plain, "x") is plain["site_cfg"]
 
 
 def test_cli_json_report(tmp_path):

@@ -25,17 +25,18 @@ def run(sc, profile, seconds, **kw):
 
 
 # Under the texas ramp limits the pre-arm dips have a budget (dispatch.py):
-# the 1 s grid ramp stays within 1.5 x the limit, and the periodic profile,
-# whose every iteration needs a ~12 MW swing, is cut by less than the issue's
-# 50 % (README: not met; ~46 % over 1 h), the checkpoint-heavy one by more.
-@pytest.mark.parametrize("profile, seconds, cut", [("steady", 120, 0.4),
+# the 1 s grid ramp stays within 1.5 x the contracted limit, and both
+# rhythmic profiles are cut by the 50 % (README: steady ~52.5 % over
+# 1 h, by a small margin: 52.3 % over these 180 s, 50.3 % over 600 s;
+# checkpoint-heavy ~77 %).
+@pytest.mark.parametrize("profile, seconds, cut", [("steady", 180, 0.5),
                                                    ("checkpoint-heavy", 200, 0.5)])
 def test_rhythmic_loads_lose_most_of_their_excursions(texas, profile, seconds, cut):
     out, traces = run(texas, profile, seconds, hints=False)
     off, on = out["cabinet"], out[PRED]
     assert off["energy_above_cap_wh"] > 10_000            # the reactive engine lets steps through
     assert on["energy_above_cap_wh"] <= (1 - cut) * off["energy_above_cap_wh"], out["prediction"]
-    assert on["max_grid_ramp_w_per_s"] <= 1.5 * texas["site_cfg"]["ramp_up_w_per_s"]
+    assert on["max_grid_ramp_w_per_s"] <= 1.5 * texas["judge_cfg"]["ramp_up_w_per_s"]
     assert on["max_over_cap_ms"] <= off["max_over_cap_ms"]
     assert on["invariant_violations"] == 0
     assert on["predictor"]["active_share"] > 0.6

@@ -63,6 +63,7 @@ def simulate(sc, which, profile=None, hours=None, prediction="off", hints=True, 
     spec = profile or sc["profile"]
     prof = profiles.load(spec, seed=sc["seed"], seconds=seconds)
     site, plant_cfg, period = sc["site_cfg"], sc["plant_cfg"], sc["period_ms"]
+    judged = sc.get("judge_cfg", site)        # the contracted ramp limit (scenario.py)
     out = {"scenario": sc["name"], "profile": prof.name, "seconds": seconds, "period_ms": period}
     # Outage, PV, genset: the cabinet runs with the firmware's site logic;
     # the other controllers have none, so such a scenario runs only it.
@@ -108,10 +109,10 @@ def simulate(sc, which, profile=None, hours=None, prediction="off", hints=True, 
                 ctls[name] = ctl
                 tr = run.simulate(prof, plant_cfg, ctl, period, seconds, outage=outage)
             traces[name] = tr
-            out[name] = report.metrics(tr, site, plant_cfg.capacity_wh, sc.get("tariff", {}),
+            out[name] = report.metrics(tr, judged, plant_cfg.capacity_wh, sc.get("tariff", {}),
                                        faults=faults)
             if outage is not None and outage.start_s < seconds and tr.islanded is not None:
-                out[name]["outage"] = site_sim.ride_through(tr, outage, site)
+                out[name]["outage"] = site_sim.ride_through(tr, outage, judged)
             if "pv" in sc and tr.pv_w is not None:
                 out[name]["pv"] = site_sim.pv_figures(tr)
             if name == PRED:

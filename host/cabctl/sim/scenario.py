@@ -1,8 +1,12 @@
 """Scenario files: profile + battery/PCS + site config + tariff in one JSON.
 
-Optional: an outage window, a PV array and a genset (SECTIONS), and `base`:
+Optional: an outage window, a PV array and a genset (SECTIONS), `base`:
 another built-in scenario whose keys this one extends (plant, site and
-tariff merged key by key, the rest replaced)."""
+tariff merged key by key, the rest replaced), and `grid_ramp_limit_w_per_s`:
+the grid connection's contracted ramp limit, which the safety monitor and
+the reports judge (s["judge_cfg"]), while the site's ramp_up/ramp_down_w_per_s
+are what the engine aims at, inside it with a margin as for exports
+(default: the site's own limits)."""
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -14,7 +18,7 @@ from ..plant.model import PlantConfig
 
 HERE = Path(__file__).parent / "scenarios"
 KEYS = {"name", "doc", "profile", "seed", "hours", "period_ms", "plant", "site", "tariff",
-        "outage", "pv", "genset", "base"}
+        "outage", "pv", "genset", "base", "grid_ramp_limit_w_per_s"}
 MERGED = ("plant", "site", "tariff")
 REQUIRED = None
 # Site sections: key -> (default or REQUIRED, lowest allowed, where it goes:
@@ -77,12 +81,27 @@ def load(spec):
     site, plant = dict(s.get("site", {})), dict(s.get("plant", {}))
     _site_sections(s, path, site, plant)
     s["site_cfg"] = fw_config.validate(dict(site, period_ms=s["period_ms"]), f"{path}: site")
+    s["judge_cfg"] = _judge_cfg(s, path)
     s["plant_cfg"] = PlantConfig(**plant)
     tariff = s.get("tariff", {})
     prices = tariff.get("energy_usd_per_kwh", [0.0] * 24)
     if len(prices) != 24:
         raise ValueError(f"{path}: tariff.energy_usd_per_kwh needs 24 hourly prices, got {len(prices)}")
     return s
+
+
+def _judge_cfg(s, path):
+    """The site config the monitor and reports judge: the engine's, with the
+    contracted grid ramp limit (which the engine's may not exceed)."""
+    site = s["site_cfg"]
+    lim = s.get("grid_ramp_limit_w_per_s")
+    if lim is None:
+        return site
+    aim = max(site["ramp_up_w_per_s"], site["ramp_down_w_per_s"])
+    if isinstance(lim, bool) or not isinstance(lim, int) or lim <= 0 or aim == 0 or aim > lim:
+        raise ValueError(f"{path}: grid_ramp_limit_w_per_s = {lim!r}: expected an integer (W/s) "
+                         f">= the site's ramp_up/ramp_down_w_per_s ({aim}, which must be set)")
+    return dict(site, ramp_up_w_per_s=lim, ramp_down_w_per_s=lim)
 
 
 def _site_sections(s, path, site, plant):
