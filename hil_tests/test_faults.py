@@ -25,7 +25,10 @@ FAULTS = {
     "pcs-crc": (2.0, 2.0, ("safe", "pcs_lost"), 0),
     "pcs-fault": (2.0, 2.0, ("safe", "pcs_fault"), 0),
     "pcs-stuck": (2.0, 3.0, ("safe", "pcs_not_following"), 1.0),
-    "bus-disconnect": (2.0, 2.0, ("safe", "meter_lost"), 0),
+    # The whole bus: both links fail once per cycle, so whichever was read
+    # first after the cut reaches its fail limit first (a race with the cycle's
+    # phase); either is a correct SAFE.
+    "bus-disconnect": (2.0, 2.0, ("safe", ("meter_lost", "pcs_lost")), 0),
     "bus-garbage": (2.0, 3.0, None, 0),
 }
 DETECT_S = 1.5        # N failed cycles + the first transaction timeouts, with margin
@@ -44,7 +47,9 @@ def test_fault(kind, make_rig, unix_only):
     assert s["frames_corrupt"] == 0 and s["frames_lost"] == 0, s
     moves = s["state_transitions"]
     if expect:
-        into = [m for m in moves if (m["to"], m["cause"]) == expect]
+        state, causes = expect
+        causes = causes if isinstance(causes, tuple) else (causes,)
+        into = [m for m in moves if m["to"] == state and m["cause"] in causes]
         assert into, f"no transition to {expect}: {moves}"
         assert start <= into[0]["t_s"] <= start + DETECT_S + allowance, moves
         back = [m for m in moves if m["to"] == "run" and m["t_s"] > into[0]["t_s"]]

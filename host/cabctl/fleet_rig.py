@@ -23,7 +23,7 @@ from pathlib import Path
 from . import fleet_judge, truth
 from .log import Logger
 from .plant.fleet import FIRST_PCS_UNIT
-from .rig import RigError
+from .rig import RigError, start_plant
 from .sil import start_firmware
 
 TEST_KEY = bytes(range(32))        # the rig's device key (tests only)
@@ -163,14 +163,7 @@ class FleetRig:
             cmd += ["--config", str(self.dir / "plant.json")]
         if self.profile:
             cmd += ["--profile", str(self.profile)]
-        self.plant_err = open(self.dir / "plant.log", "w")
-        self.plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.plant_err, text=True)
-        line = self.plant.stdout.readline()
-        if not line:
-            self.plant.wait(timeout=5)
-            raise RigError(f"plant did not start (exit {self.plant.returncode}); "
-                           f"see {self.dir / 'plant.log'}")
-        self.plant_info = json.loads(line)
+        self.plant, self.plant_err, self.plant_info = start_plant(cmd, self.dir)
 
     def _pump(self, cab, stop):
         fd = cab.fw.stdout.fileno()

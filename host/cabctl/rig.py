@@ -33,6 +33,18 @@ class RigError(RuntimeError):
     pass
 
 
+def start_plant(cmd, run_dir):
+    """Start `cabctl plant ...`; (process, its stderr file, its ready line as a dict)."""
+    err = open(run_dir / "plant.log", "w")
+    plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    line = plant.stdout.readline()
+    if not line:
+        plant.wait(timeout=5)
+        raise RigError(f"plant did not start (exit {plant.returncode}); "
+                       f"see {run_dir / 'plant.log'}")
+    return plant, err, json.loads(line)
+
+
 class Rig:
     def __init__(self, run_dir, site=None, plant=None, target="unix", bus_port=None,
                  quiet=True, out=sys.stderr, profile=None, faults=(), key=None, launch=None):
@@ -60,14 +72,7 @@ class Rig:
             cmd += ["--profile", str(self.profile)]
         for f in self.faults:
             cmd += ["--fault", f]
-        self.plant_err = open(self.dir / "plant.log", "w")
-        self.plant = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.plant_err, text=True)
-        line = self.plant.stdout.readline()
-        if not line:
-            self.plant.wait(timeout=5)
-            raise RigError(f"plant did not start (exit {self.plant.returncode}); "
-                           f"see {self.dir / 'plant.log'}")
-        self.plant_info = json.loads(line)
+        self.plant, self.plant_err, self.plant_info = start_plant(cmd, self.dir)
 
     def run(self, seconds, kill_at=None):
         """Run plant + firmware for `seconds`; return the summary dict.
