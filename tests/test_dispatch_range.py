@@ -62,10 +62,11 @@ def checked(name):
 @pytest.fixture
 def engine_cls(monkeypatch):
     import cabinet
-    tou, code = checked("tou")
-    exec(code, tou.__dict__)
-    monkeypatch.setitem(sys.modules, "cabinet.tou", tou)
-    monkeypatch.setattr(cabinet, "tou", tou, raising=False)
+    for name in ("tou", "ffguard"):
+        mod, code = checked(name)
+        exec(code, mod.__dict__)
+        monkeypatch.setitem(sys.modules, f"cabinet.{name}", mod)
+        monkeypatch.setattr(cabinet, name, mod, raising=False)
     disp, code = checked("dispatch")
     exec(code, disp.__dict__)
     return disp

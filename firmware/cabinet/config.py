@@ -76,8 +76,9 @@ SPEC = {
     'pred_slow_period_min_s': (10, 1, 3600),
     'pred_slow_period_max_s': (600, 2, 3600),
     'pred_min_grid_w': (0, 0, MAX_W),         # real grid kept >= this while pre-arming (0: off)
-    'pred_ff_ramp_pm': (700, 0, 4000),        # pre-arm dips move a 1 s grid mean by at most
-                                              # this share of the ramp limit (cabinet/dispatch.py)
+    'pred_ff_ramp_pm': (1000, 0, 4000),       # pre-arms only while no 1 s grid mean differs
+                                              # from its neighbours by more than this share
+                                              # of the ramp limit x 1 s (cabinet/ffguard.py)
     # Fleet (cabinet/fleet.py): several cabinets on one site meter and cap.
     'fleet_share_pm': (1000, 1, 1000),        # this cabinet's share of the site's correction,
                                               # per mille (its nameplate / the fleet's; 1000: alone)

@@ -213,19 +213,22 @@ class Controller(Sensing, Failsafe, SiteIo):
             # pair the CT grid with the modelled battery power (pcs_model.py).
             batt = self.ct_batt_w if self.ct_use and self.pcs_est is not None else self.batt_w
             ff = 0
+            sure = 0
             mins = self.ms_of_day // 60000
             if fl is None or not fl.active():
                 if self.predictor is not None:
                     ff = self.predictor.update(grid + batt, dt_ms)
+                    sure = self.predictor.hint_w
                 setpoint = self.engine.step(grid, batt, self.soc, self.cha, self.dis,
-                                            status, mins, self.dr_limit_w, dt_ms, ff)
+                                            status, mins, self.dr_limit_w, dt_ms, ff, sure)
             else:
                 # One of N cabinets: the engine sees the site (cabinet/fleet.py).
                 fl.update(self.soc)
                 if self.predictor is not None:
                     ff = self.predictor.update(grid + fl.site_battery_w(batt), dt_ms)
+                    sure = self.predictor.hint_w
                 setpoint = fl.step(self.engine, grid, batt, self.soc, self.cha, self.dis,
-                                   status, mins, self.dr_limit_w, dt_ms, ff)
+                                   status, mins, self.dr_limit_w, dt_ms, ff, sure)
             reason = self.engine.reason
         else:
             if self.predictor is not None:

@@ -31,24 +31,18 @@
 #
 # Under grid ramp smoothing the real grid still dips (a rise) or bulges (a
 # drop) by ff while a pre-arm waits for its step, however smooth the planned
-# grid: an 11 MW dip for 200 ms moves the 1 s mean grid by 2.2 MW. So the
-# dips have a budget (ff_budget): |ff| x dt summed over any 1 s (a ring of
-# FB_SLOTS time slots), plus how far the planned grid itself moved over that
-# second, stays <= pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s, so
-# the feed-forward and the ramp in use together move no 1 s mean of the grid
-# by more than that share of the ramp limit (while the ramp stage uses the
-# whole limit there is no room for dips). Off without ramp limits. (How to
-# spend it is the predictor's business: it spreads the rhythm's uncertain
-# timing.)
-from array import array
-from cabinet import tou
+# grid: an 11 MW dip for 200 ms moves the 1 s mean grid by 2.2 MW. So ff is
+# cut by a guard on the 1 s blocks of the real grid (cabinet.ffguard): no
+# block that could hold the dip may differ from its neighbours by more than
+# pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s (ff_budget), counting
+# whatever else moved them (the plan's ramp, unforeseen steps). Off without
+# ramp limits; pred_ff_ramp_pm 0 turns the feed-forward off under them.
+from cabinet import ffguard, tou
 
 Q = 3                    # internal power unit: 1 << Q watts
 NO_LIMIT = 0x3FFFFFFF    # largest small int: "no limit" (W or units)
 LOAD_MAX = (1 << 28) - 1  # |planned load| in units (the measured load is below this)
 MAX_DT_MS = 1000         # longer gaps are treated as 1 s (keeps ramp steps in range)
-FB_SLOTS = 21            # feed-forward budget: the last 1000..1050 ms in slots of
-FB_SLOT_MS = 50          # FB_SLOT_MS (the one being filled and 20 full ones)
 
 IDLE = 0          # nothing to do
 CAP = 1           # discharging to hold grid at the cap
@@ -81,8 +75,9 @@ def _per_cycle(hi, lo, dt):
 
 
 def ff_budget(cfg):
-    """The feed-forward's dip budget (see the header): units (8 W) x s per
-    second, -1 without ramp limits."""
+    """How far 1 s grid means may differ from their neighbours for the
+    feed-forward to act (see the header): units (8 W) x s, -1 without ramp
+    limits."""
     g = cfg.get
     rate = g('ramp_up_w_per_s', 0)
     if not rate or 0 < g('ramp_down_w_per_s', 0) < rate:
@@ -122,12 +117,9 @@ class Engine:
         # Keys added with cabinet.predict (pred_ff_ramp_pm has its default in
         # config.SPEC only, so ff_budget needs a validated config).
         self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
-        self.fb_cap = ff_budget(cfg)      # dip budget, units x s per 1 s (-1: none)
-        self.fb_ring = array('i', [0] * FB_SLOTS)
-        self.fb_grid = array('i', [0] * FB_SLOTS)   # planned grid at each slot's start
-        self.fb_i = 0             # the slot being filled
-        self.fb_ms = 0            # ms into it
-        self.fb_sum = 0           # the ring's total (units x s)
+        lim = ff_budget(cfg)
+        self.ff_off = lim == 0            # no feed-forward at all
+        self.guard = ffguard.Guard(lim) if lim > 0 else None
         self.ff = 0               # feed-forward used last step (units, after cuts)
         self.reason = IDLE
         self._started = False
@@ -164,11 +156,13 @@ class Engine:
                 self._hi_why = self._lo_why
 
     def step(self, grid_w, battery_w, soc_cpct, charge_max_w, discharge_max_w,
-             status, minute_of_day, dr_limit_w, dt_ms, ff_w=0):
+             status, minute_of_day, dr_limit_w, dt_ms, ff_w=0, ff_sure_w=0):
         """One cycle. Inputs |x| <= 1 GW; returns the setpoint in W (multiple of 8).
 
         ff_w: expected load change within the reaction delay (W, > 0 rise,
-        < 0 drop), from cabinet.predict; 0 = reactive only."""
+        < 0 drop), from cabinet.predict; 0 = reactive only. ff_sure_w: the
+        part of it that was announced (job hints, Predictor.hint_w), which
+        the ramp guard treats as certain."""
         load = (grid_w >> Q) + (battery_w >> Q)
         dt = dt_ms if dt_ms < MAX_DT_MS else MAX_DT_MS
         if dt < 0:
@@ -177,8 +171,8 @@ class Engine:
             self._started = True
             self._grid = load - (battery_w >> Q)
             self._batt = battery_w >> Q
-            for i in range(FB_SLOTS):
-                self.fb_grid[i] = self._grid
+            if self.guard:
+                self.guard.fill(self._grid)
         s = self.tou
         s.select(minute_of_day)
         # 1. PCS/BMS limits and faults.
@@ -231,12 +225,12 @@ class Engine:
         lv = load
         lp = load
         ff = 0
-        if self.fb_cap >= 0:
-            self._slide(dt)
-        if ff_w:
+        if self.guard:
+            self.guard.add(grid_w >> Q, self._grid, dt)
+        if ff_w and not self.ff_off:
             ff = self._cut_ff(ff_w >> Q, load, dt)
-            if self.fb_cap >= 0 and ff:
-                ff = self._spend(ff, dt)
+            if self.guard and ff and dt:
+                ff = self._guard_ff(ff, ff_sure_w >> Q, dt)
             lv = load + ff
             if ff > 0:
                 lp = lv
@@ -314,39 +308,23 @@ class Engine:
             ff = -LOAD_MAX - load
         return ff
 
-    def _slide(self, dt):
-        # Advance the budget's ring by dt ms; slots older than 1 s drop out.
-        ms = self.fb_ms + dt
-        r = self.fb_ring
-        while ms >= FB_SLOT_MS:
-            ms -= FB_SLOT_MS
-            i = self.fb_i + 1
-            if i >= FB_SLOTS:
-                i = 0
-            self.fb_sum -= r[i]
-            r[i] = 0
-            self.fb_grid[i] = self._grid
-            self.fb_i = i
-        self.fb_ms = ms
-
-    def _spend(self, ff, dt):
-        # Cut |ff| to the budget left for this cycle (dt ms) and book it.
+    def _guard_ff(self, ff, sure, dt):
+        # Cut ff to the guard's room for this cycle; the announced part
+        # (sure, same sign) to the room an announced step has.
+        g = self.guard
+        room = spread(g.room(self._grid, ff > 0), dt)
         a = ff if ff > 0 else -ff
-        if dt:
-            # What the planned grid moved over the last second counts too:
-            # it moves the 1 s means as well, so while the ramp stage uses
-            # the limit there is no room for dips on top.
-            room = self.fb_cap - self.fb_sum
-            i = self.fb_i + 1
-            moved = self._grid - self.fb_grid[i if i < FB_SLOTS else 0]
-            if moved < 0:
-                moved = -moved
-            room = spread(room - moved if moved < room else 0, dt)
-            if a > room:
-                a = room
-            used = _per_cycle(a // 1000, a % 1000, dt)
-            self.fb_ring[self.fb_i] += used
-            self.fb_sum += used
+        s = sure if ff > 0 else -sure
+        if s > a:
+            s = a
+        if a > room:
+            a = room
+        if s > 0:
+            room = spread(g.room_sure, dt)
+            if s > room:
+                s = room
+            if s > a:
+                a = s
         return a if ff > 0 else -a
 
     def _finish(self, pref, why, load):

@@ -114,13 +114,13 @@ class Share:
         return up(battery_w, self.dis_pm if battery_w >= 0 else self.cha_pm)
 
     def step(self, engine, grid_w, battery_w, soc_cpct, charge_max_w, discharge_max_w,
-             status, minute_of_day, dr_limit_w, dt_ms, ff_w):
+             status, minute_of_day, dr_limit_w, dt_ms, ff_w, ff_sure_w=0):
         """engine.step on the virtual site; this cabinet's setpoint (W)."""
         dis = self.dis_pm
         cha = self.cha_pm
         sp = engine.step(grid_w, self.site_battery_w(battery_w), soc_cpct,
                          up(charge_max_w, cha), up(discharge_max_w, dis), status,
-                         minute_of_day, dr_limit_w, dt_ms, ff_w)
+                         minute_of_day, dr_limit_w, dt_ms, ff_w, ff_sure_w)
         sp = down(sp, dis) if sp >= 0 else down(sp, cha)
         if sp > discharge_max_w:
             return discharge_max_w

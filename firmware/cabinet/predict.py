@@ -53,7 +53,6 @@
 #
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
-from cabinet import dispatch
 
 Q = 3
 LIM = (1 << 27) - 1          # |load| clamp in units (~1.07 GW)
@@ -321,14 +320,6 @@ class Predictor:
         self.min_conf = g('pred_min_conf_pm', 500)
         self.max_err = g('pred_max_err_pm', 300)
         self.drops = g('pred_drops', False)          # also feed expected drops forward
-        # Under grid ramp limits the engine budgets the dips a pre-arm causes
-        # (dispatch.ff_budget, per 1 s). The rhythm's timing is uncertain by
-        # its window and a tick, so its rise or drop is cut to what the
-        # budget can hold for that long; hints (exact times) are not.
-        fb = dispatch.ff_budget(cfg)
-        win_ms = (_ceil_div(self.lead_ms, tick) + _ceil_div(g('pred_early_ms', 50), tick)
-                  + _ceil_div(g('pred_late_ms', 0), tick) + 1) * tick
-        self.rmax = dispatch.spread(fb, win_ms) if fb >= 0 else LIM
         self.hints = hints if hints is not None else Hints()
         # Fast ring: two periods of history plus the scoring window.
         w = self.h + self.me
@@ -438,16 +429,12 @@ class Predictor:
                     rise = hi - self.pnow
                 if rise < self.thr:
                     rise = 0
-                elif rise > self.rmax:
-                    rise = self.rmax
                 lo = self.pmin
                 drop = x - lo
                 if self.pnow_hi - lo < drop:
                     drop = self.pnow_hi - lo
                 if drop < self.thr:
                     drop = 0
-                elif drop > self.rmax:
-                    drop = self.rmax
         h = self.hints
         hr = h.step(dt_ms, x, self.lead_ms)
         hd = h.drop

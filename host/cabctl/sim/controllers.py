@@ -71,6 +71,7 @@ class Cabinet:
 
     def step(self, m: Measured):
         ff = 0
+        sure = 0
         p = self.predictor
         if p is not None:
             # A hint that came since the last cycle: the device handles
@@ -82,12 +83,13 @@ class Cabinet:
                             int(round(e["t_s"] * 1000 - m.t_ms)) + m.dt_ms, e["power_w"],
                             self.hint_window_ms)
             ff = p.update(m.grid_w + m.battery_w, m.dt_ms)
+            sure = p.hint_w
             self.active_ticks += p.active
             self.armed_cycles += ff != 0
         self.ff_w = ff
         return self.engine.step(m.grid_w, m.battery_w, m.soc_cpct, m.charge_max_w,
                                 m.discharge_max_w, self.status, m.minute_of_day, dispatch.NO_LIMIT,
-                                m.dt_ms, ff)
+                                m.dt_ms, ff, sure)
 
 
 # The generator's event names -> the device's hint kinds.
