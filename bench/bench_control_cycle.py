@@ -35,8 +35,9 @@ def cycle_cost(n):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def callgrind_instructions(n, script=HERE / "mpy_cycle_cost.py"):
-    """Instructions per iteration of a MicroPython bench script: (run with n - run with 0) / n."""
+def callgrind_instructions(n, script=HERE / "mpy_cycle_cost.py", *args):
+    """Instructions per iteration of a MicroPython bench script: (run with n - run with 0) / n.
+    args: more arguments for the script, after n."""
     if not shutil.which("valgrind"):
         return None
     counts = []
@@ -45,7 +46,8 @@ def callgrind_instructions(n, script=HERE / "mpy_cycle_cost.py"):
             r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
                                 sys.executable, "-c",
                                 "import sys; from micropython_unix import main; "
-                                f"sys.argv=['micropython', {str(script)!r}, '{cycles}']; "
+                                f"sys.argv=['micropython', {str(script)!r}, '{cycles}', "
+                                f"{', '.join(repr(a) for a in args)}]; "
                                 "main()"],
                                env=ENV, cwd=FIRMWARE, capture_output=True, text=True)
             m = re.search(r"Collected : (\d+)", r.stderr)
