@@ -34,7 +34,7 @@
 # grid: an 11 MW dip for 200 ms moves the 1 s mean grid by 2.2 MW. So ff is
 # cut by a guard on the 1 s blocks of the real grid (cabinet.ffguard): no
 # block that could hold the dip may differ from its neighbours by more than
-# pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s (ff_budget), counting
+# pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s (ff_ramp_lim), counting
 # whatever else moved them (the plan's ramp, unforeseen steps). Off without
 # ramp limits; pred_ff_ramp_pm 0 turns the feed-forward off under them.
 from cabinet import ffguard, tou
@@ -74,7 +74,7 @@ def _per_cycle(hi, lo, dt):
     return hi * dt + lo * dt // 1000
 
 
-def ff_budget(cfg):
+def ff_ramp_lim(cfg):
     """How far 1 s grid means may differ from their neighbours for the
     feed-forward to act (see the header): units (8 W) x s, -1 without ramp
     limits."""
@@ -115,9 +115,9 @@ class Engine:
         self.sl_hi, self.sl_lo = _split_rate(cfg['slew_w_per_s'])
         self.slew = cfg['slew_w_per_s'] > 0
         # Keys added with cabinet.predict (pred_ff_ramp_pm has its default in
-        # config.SPEC only, so ff_budget needs a validated config).
+        # config.SPEC only, so ff_ramp_lim needs a validated config).
         self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
-        lim = ff_budget(cfg)
+        lim = ff_ramp_lim(cfg)
         self.ff_off = lim == 0            # no feed-forward at all
         self.guard = ffguard.Guard(lim) if lim > 0 else None
         self.ff = 0               # feed-forward used last step (units, after cuts)

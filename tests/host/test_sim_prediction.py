@@ -24,11 +24,10 @@ def run(sc, profile, seconds, **kw):
     return out, traces
 
 
-# Under the texas ramp limits the pre-arm dips have a budget (dispatch.py):
-# the 1 s grid ramp stays within 1.5 x the contracted limit, and both
-# rhythmic profiles are cut by the 50 % (README: steady ~52.5 % over
-# 1 h, by a small margin: 52.3 % over these 180 s, 50.3 % over 600 s;
-# checkpoint-heavy ~77 %).
+# Under the texas ramp limits the pre-arms pass the engine's ramp guard
+# (cabinet/ffguard.py): the 1 s grid ramp stays within 1.5 x the contracted
+# limit, and both rhythmic profiles are cut by the 50 % (README:
+# ~60 % over 1 h).
 @pytest.mark.parametrize("profile, seconds, cut", [("steady", 180, 0.5),
                                                    ("checkpoint-heavy", 200, 0.5)])
 def test_rhythmic_loads_lose_most_of_their_excursions(texas, profile, seconds, cut):
@@ -63,8 +62,8 @@ def test_job_start_hint_removes_the_start_up_excursion(texas):
     assert out["cabinet"]["startup_max_over_cap_w"] > 1_000_000
     assert out[PRED]["startup_excursion_wh"] == 0 and out[PRED]["startup_max_over_cap_w"] == 0
     p = out[PRED]["predictor"]
-    # (Since the sim's predictor gets the site's keys (lead 50 ms, dip
-    # budget), one more of the small hints expires instead of being "seen":
+    # (Since the sim's predictor gets the site's keys (lead 50 ms, ramp
+    # guard), one more of the small hints expires instead of being "seen":
     # that needs 7/8 of its step within the window, judged on grid + battery
     # readings, which the pre-arm moves. The excursion above is what counts.)
     assert p["hints_added"] >= 3 and p["hints_seen"] >= 1
