@@ -43,10 +43,14 @@ def run(steps):
             soc = r.next(10001)
             status = d.ST_PCS_FAULT if r.next(500) == 0 else (d.ST_OUTAGE if r.next(700) == 0 else 0)
             dr = d.NO_LIMIT if r.next(4) else 12 * MW + r.next(8 * MW)
+            # A pre-arm one cycle in three, half of them partly announced
+            # (the feed-forward and its ramp guard, cabinet/ffguard.py).
+            ff = 0 if r.next(3) else r.next(16 * MW) - 4 * MW
+            sure = ff // 2 if r.next(2) else 0
             sp = e.step(load - batt, batt, soc, r.next(12 * MW), r.next(12 * MW), status,
-                        r.next(1440), dr, 20 + r.next(100))
+                        r.next(1440), dr, 20 + r.next(100), ff, sure)
             batt = (batt + sp) // 2             # a crude lagging PCS
-            digest = (digest * 31 + sp + 7 * e.reason) % 1000000007
+            digest = (digest * 31 + sp + 7 * e.reason + 3 * e.ff) % 1000000007
             seen[e.reason] += 1
             if len(first) < 5:
                 first.append(sp)
