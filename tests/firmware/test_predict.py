@@ -310,11 +310,11 @@ def test_mpy_predictor_and_engine_allocate_nothing():
             return
         ff = pr.update(load, 50)
         b = state[1]
-        state[1] = e.step(load - b, b, 5000, PCS, PCS, 0, i % 1440, NONE, 50, ff)
+        state[1] = e.step(load - b, b, 5000, PCS, PCS, 0, i % 1440, NONE, 50, ff, pr.hint_w)
 
     pr.hints.add(p.JOB_START, 3000, 10 * MW, 250)
     pr.hints.add(p.CKPT_START, 9000, 10 * MW, 250)
-    no_alloc(cycle, 6000, 'Predictor.update + Engine.step')
+    no_alloc(cycle, 10000, 'Predictor.update + Engine.step (ramp guard)')
 
 
 # --- the controller's use of the predictor (MicroPython only: it imports
