@@ -5,18 +5,9 @@
 import sys
 from cabinet import config
 from cabinet import dispatch as d
+from lcg import Lcg
 
 MW = 1000000
-
-
-class Lcg:
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self, n):
-        # 0 <= result < n; 31-bit state, products stay in 63-bit on the hosts
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return (self.s >> 8) % n
 
 
 CONFIGS = [

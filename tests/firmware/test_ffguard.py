@@ -4,20 +4,12 @@
 # 50 ms alignment. Runs on CPython and MicroPython.
 from cabinet import config
 from cabinet import dispatch as d
+from lcg import Lcg
 
 MW = 1000000
 KW = 1000
 PCS = 12 * MW
 NONE = d.NO_LIMIT
-
-
-class Lcg:
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return (self.s >> 8) % n
 
 
 def engine(pm):
