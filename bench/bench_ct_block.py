@@ -88,7 +88,7 @@ def host_main():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_control_cycle import ENV
+    from bench_control_cycle import ENV, callgrind_instructions
     from cabctl import fw  # noqa: F401  (the firmware on sys.path)
     from cabctl.paths import FIRMWARE
     from cabctl.sil import micropython_exe
@@ -108,7 +108,7 @@ def host_main():
         ns = int(statistics.median(r["block_ns"] for r in runs))
         res[mode] = {"ns": ns, "alloc": max(r["alloc_bytes"] for r in runs) // 2000,
                      "locked": all(r["heap_locked_ok"] for r in runs),
-                     "instr": callgrind_instructions(200, script, mode, ENV, FIRMWARE)}
+                     "instr": callgrind_instructions(200, script, mode)}
 
     m = ct.Ct(ct.validate(CFG), viper=False)
     bl = blocks()
@@ -138,31 +138,6 @@ def host_main():
         "off_nominal_power_err_pct_fs": round(max(a[1] for a in off), 3),
         "budget_ns": 1_000_000_000 // 60,
     }))
-
-
-def callgrind_instructions(n, script, mode, env, cwd):
-    """Instructions per block, (run with n - run with 0) / n; None without valgrind.
-    As bench_control_cycle.callgrind_instructions, with the mode argument."""
-    import re
-    import shutil
-    import subprocess
-    import tempfile
-    if not shutil.which("valgrind"):
-        return None
-    counts = []
-    for blocks_ in (0, n):
-        with tempfile.TemporaryDirectory() as d:
-            r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out",
-                                sys.executable, "-c",
-                                "import sys; from micropython_unix import main; "
-                                f"sys.argv=['micropython', {str(script)!r}, '{blocks_}', '{mode}']; "
-                                "main()"],
-                               env=env, cwd=cwd, capture_output=True, text=True)
-            m = re.search(r"Collected : (\d+)", r.stderr)
-            if r.returncode or not m:
-                return None
-            counts.append(int(m.group(1)))
-    return (counts[1] - counts[0]) // n
 
 
 def accuracy(hz=60.0):
