@@ -62,7 +62,9 @@ class Guard:
 
     def add(self, grid, plan, dt):
         """The real grid measured now (units), for the dt <= 1000 ms ending
-        now; plan: the planned grid from now on."""
+        now; plan: the planned grid from now on. (A dt longer than a slot
+        books its whole area in the newest slot: after a gap the blocks look
+        uneven for two seconds, which only withholds pre-arms.)"""
         grid = clamp(grid)
         plan = clamp(plan)
         g = self.ring
