@@ -120,7 +120,7 @@ def test_the_check_itself_catches_overflow(engine_cls):
         e.step(8 * GW, 8 * GW, 5000, GW, GW, 0, 0, engine_cls.NO_LIMIT, 50)
 
 
-# --- the feed-forward input and the predictor (cabinet/predict.py) ---
+# --- the feed-forward input and the predictor (cabinet/predict.py, hints.py) ---
 
 def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
     rng = random.Random(20261129)
@@ -143,7 +143,12 @@ def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
 
 
 @pytest.fixture
-def predict_mod():
+def predict_mod(monkeypatch):
+    import cabinet
+    hints, code = checked("hints")
+    exec(code, hints.__dict__)
+    monkeypatch.setitem(sys.modules, "cabinet.hints", hints)
+    monkeypatch.setattr(cabinet, "hints", hints, raising=False)
     mod, code = checked("predict")
     exec(code, mod.__dict__)
     return mod

@@ -200,7 +200,7 @@ class Commands:
     def cmd_hint(self, args):
         # A job event as feed-forward: {"event": "job_start", "in_ms": 30000,
         # "power_w": 12000000, "window_ms": 250, "job": 7}, kept with its
-        # expiry in the controller's cabinet.predict.Hints table (ctl.hints);
+        # expiry in the controller's cabinet.hints.Hints table (ctl.hints);
         # "clear" and "list" too. Arguments are checked in Hints.command.
         hints = getattr(self.ctl, 'hints', None)
         if hints is None:

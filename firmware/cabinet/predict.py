@@ -43,19 +43,16 @@
 # the last period (its phase); it does not drive the feed-forward (its
 # timing is a slow tick wide: job hints give the exact moment).
 #
-# Hints: announced job events with a time and a power step (job start,
-# checkpoint start/end, job end, maintenance) in a preallocated table
-# (Hints) that the command channel fills. A hint arms the feed-forward from
-# lead_ms before it is due, with the part of its step not seen yet, until
-# 7/8 of the step has come or its window after the due time has passed;
-# then it is dropped. Announced steps add to the rhythm's prediction; a
-# large announced drop also mutes the fast channel (the rhythm stops there).
+# Hints: announced job events (cabinet.hints; job start, checkpoint
+# start/end, job end, maintenance). Announced steps add to the rhythm's
+# prediction; a large announced drop also mutes the fast channel (the
+# rhythm stops there).
 #
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
 
-Q = 3
-LIM = (1 << 27) - 1          # |load| clamp in units (~1.07 GW)
+from cabinet.hints import LIM, Q, Hints
+
 STRIDE = 2                   # each tick updates every other lag of the AMDF, in turn
 K_AMDF = 6                   # AMDF averaging: 2**6 updates, one every STRIDE ticks
                              # (128 ticks, 6.4 s at 50 ms)
@@ -64,15 +61,6 @@ SLOW_LAGS_PER_TICK = 4       # slow AMDF work per fast tick
 K_SLOW = 6                   # slow AMDF averaging: 64 updates (~4 min with the defaults)
 THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
 
-# Hint kinds: rises 1..3, drops 4..6 (the command channel's names).
-JOB_START = 1
-CKPT_END = 2
-MAINT_END = 3
-CKPT_START = 4
-JOB_END = 5
-MAINT = 6
-KINDS = ('', 'job_start', 'ckpt_end', 'maint_end', 'ckpt_start', 'job_end', 'maint')
-MAX_HINTS = 8
 MAX_LAGS = 256               # fast period search: at most this many lags (ticks)
 MAX_SLOW_LAGS = 600          # slow period search
 
@@ -117,178 +105,6 @@ def _bits(n):
 
 def _ceil_div(a, b):
     return (a + b - 1) // b
-
-
-class Hints:
-    """Announced job events: kind, due time (ms from now, counting down),
-    power step (W, > 0), window after the due time (ms), job id."""
-
-    def __init__(self, n=MAX_HINTS):
-        self.n = n
-        self.kind = array('b', [0] * n)          # 0 = free slot
-        self.due = array('i', [0] * n)           # ms until the event (< 0: overdue)
-        self.power = array('i', [0] * n)         # W, the size of the step
-        self.window = array('i', [0] * n)        # ms the hint stays armed after due
-        self.job = array('i', [0] * n)
-        self.base = array('i', [0] * n)          # load (units) when it armed
-        self.armed = array('b', [0] * n)
-        self.added = 0                           # counters for status/telemetry
-        self.seen = 0                            # the step came: consumed
-        self.expired = 0                         # its window passed without the step
-        self.dropped = 0                         # table full: the latest-due one replaced
-        self.drops_seen = 0                      # announced drops that came
-        self.last_drop = 0                       # the size of the last one (units)
-        self.rise = 0                            # armed now (units), set by step()
-        self.drop = 0
-
-    def add(self, kind, in_ms, power_w, window_ms, job=0):
-        """Store a hint (command channel; may run outside the steady state).
-        Returns the slot used."""
-        if not 1 <= kind <= 6:
-            raise ValueError('hint kind must be 1..6')
-        if not -600000 <= in_ms <= 86400000:
-            raise ValueError('in_ms must be in -600000..86400000')
-        if not 0 <= power_w <= 1000000000:
-            raise ValueError('power_w must be in 0..1000000000')
-        if not 0 <= window_ms <= 600000:
-            raise ValueError('window_ms must be in 0..600000')
-        slot = -1
-        for i in range(self.n):
-            if self.kind[i] == 0:
-                slot = i
-                break
-        if slot < 0:                             # full: replace the one due last
-            slot = 0
-            for i in range(1, self.n):
-                if self.due[i] > self.due[slot]:
-                    slot = i
-            self.dropped += 1
-            if self.due[slot] <= in_ms:
-                return -1                        # the new one is due last: not stored
-        self.kind[slot] = kind
-        self.due[slot] = in_ms
-        self.power[slot] = power_w
-        self.window[slot] = window_ms
-        self.job[slot] = job
-        self.base[slot] = 0
-        self.armed[slot] = 0
-        self.added += 1
-        return slot
-
-    def command(self, args):
-        """The device command `hint` (cabinet/commands.py): args
-        {"event": NAME, "in_ms": int, "power_w": int, "window_ms": int,
-        "job": int, "for_ms": int}, NAME one of KINDS; "maint" with for_ms
-        also stores its end (a rise back) for_ms later. {"event": "clear"}
-        forgets all hints ({"job": J}: that job's); {"event": "list"} shows
-        them. Returns (ok, message, data); raises ValueError on bad args."""
-        ev = args.get('event')
-        job = args.get('job', 0)
-        if type(job) is not int or not 0 <= job <= 0x3FFFFFFF:
-            raise ValueError('job must be an int in 0..1073741823')
-        if ev == 'clear':
-            n = self.clear(job if 'job' in args else -1)
-            return True, 'cleared %d hints' % n, {'pending': self.count()}
-        if ev == 'list':
-            return True, '', {'pending': [[KINDS[self.kind[i]], self.due[i], self.power[i],
-                                           self.window[i], self.job[i]]
-                                          for i in range(self.n) if self.kind[i]],
-                              'added': self.added, 'seen': self.seen,
-                              'expired': self.expired, 'dropped': self.dropped}
-        if ev not in KINDS or not ev:
-            raise ValueError('event must be one of %s, clear, list' % ', '.join(KINDS[1:]))
-        vals = []
-        for key, default in (('in_ms', None), ('power_w', None), ('window_ms', 250),
-                             ('for_ms', 0)):
-            v = args.get(key, default)
-            if type(v) is not int:
-                raise ValueError('%s must be an int' % key)
-            vals.append(v)
-        in_ms, power, window, for_ms = vals
-        kind = KINDS.index(ev)
-        if kind == MAINT and not 0 <= for_ms <= 86400000 - in_ms:
-            raise ValueError('for_ms must be in 0..86400000 - in_ms')
-        if self.add(kind, in_ms, power, window, job) < 0:
-            return False, 'hint table full (%d hints, all due sooner)' % self.n, None
-        if kind == MAINT and for_ms:
-            if self.add(MAINT_END, in_ms + for_ms, power, window, job) < 0:
-                return False, 'hint table full: maintenance end not stored', None
-        return True, '%s in %d ms, %d W' % (ev, in_ms, power), {'pending': self.count()}
-
-    def clear(self, job=-1):
-        """Forget every hint (job < 0) or those of one job. Returns how many."""
-        k = 0
-        for i in range(self.n):
-            if self.kind[i] and (job < 0 or self.job[i] == job):
-                self.kind[i] = 0
-                k += 1
-        return k
-
-    def count(self):
-        k = 0
-        for i in range(self.n):
-            if self.kind[i]:
-                k += 1
-        return k
-
-    def age(self, dt_ms):
-        """Advance the clocks without a load reading (no arming, no
-        consumption); expired hints are dropped."""
-        for i in range(self.n):
-            if self.kind[i]:
-                d = self.due[i] - dt_ms
-                if d < -self.window[i]:
-                    self.kind[i] = 0
-                    self.expired += 1
-                self.due[i] = d
-        self.rise = 0
-        self.drop = 0
-
-    def step(self, dt_ms, load, lead_ms):
-        """Advance by dt_ms at load (units); the armed rise and drop in units."""
-        rise = 0
-        drop = 0
-        for i in range(self.n):
-            kd = self.kind[i]
-            if kd == 0:
-                continue
-            d = self.due[i] - dt_ms
-            if d < -600000:
-                d = -600000
-            self.due[i] = d
-            p = self.power[i] >> Q
-            left = p                             # the part of the step still to come
-            if self.armed[i]:
-                moved = load - self.base[i] if kd <= MAINT_END else self.base[i] - load
-                if moved >= p - (p >> 3):        # (7/8 of) the step came: consumed
-                    self.kind[i] = 0
-                    self.seen += 1
-                    if kd > MAINT_END:
-                        self.drops_seen += 1
-                        self.last_drop = p
-                    continue
-                if moved > 0:
-                    left = p - moved
-            if d < -self.window[i]:
-                self.kind[i] = 0
-                self.expired += 1
-                continue
-            if d <= lead_ms:
-                if not self.armed[i]:
-                    self.armed[i] = 1
-                    self.base[i] = load
-                p = left
-                if kd <= MAINT_END:
-                    rise += p
-                    if rise > LIM:
-                        rise = LIM
-                else:
-                    drop += p
-                    if drop > LIM:
-                        drop = LIM
-        self.rise = rise
-        self.drop = drop
-        return rise
 
 
 class Predictor:
@@ -392,6 +208,8 @@ class Predictor:
         self.rise_w = 0           # outputs, W
         self.drop_w = 0
         self.hint_w = 0
+        self.fresh = 0            # announced steps that came within the last period (units)
+        self.fresh_ms = 0         # until the rhythm's history has them
 
     # --- per cycle ---
 
@@ -420,24 +238,38 @@ class Predictor:
                     self.acc_ms = 0
                 self._tick(self.acc)
                 self.acc_n = 0
-            if self.active and self.susp == 0:
-                # The rise one period ago over the coming window, but no more
-                # than what lifts the load from where it is now.
-                hi = self.pmax
-                rise = hi - x
-                if hi - self.pnow < rise:
-                    rise = hi - self.pnow
-                if rise < self.thr:
-                    rise = 0
-                lo = self.pmin
-                drop = x - lo
-                if self.pnow_hi - lo < drop:
-                    drop = self.pnow_hi - lo
-                if drop < self.thr:
-                    drop = 0
         h = self.hints
-        hr = h.step(dt_ms, x, self.lead_ms)
+        rhythm = self.active and self.susp == 0   # (active: enabled, a period found)
+        hr = h.step(dt_ms, x, self.lead_ms, rhythm, self.pnow, self.pnow_hi)
         hd = h.drop
+        # An announced step that came is not in the rhythm's history until
+        # a period later: until then the rhythm looks from the load without
+        # it (xe), so a job that just started is not taken away from the
+        # next iteration's rise (nor one that ended added to it).
+        if h.came:
+            f = self.fresh + h.came
+            self.fresh = LIM if f > LIM else -LIM if f < -LIM else f
+            self.fresh_ms = (self.period + self.w + 1) * self.tick_ms
+        elif self.fresh:
+            self.fresh_ms -= dt_ms
+            if self.fresh_ms <= 0:
+                self.fresh = 0
+        if self.enabled and self.active and self.susp == 0:
+            # The rise one period ago over the coming window, but no more
+            # than what lifts the load from where it is now.
+            xe = x - self.fresh
+            hi = self.pmax
+            rise = hi - xe
+            if hi - self.pnow < rise:
+                rise = hi - self.pnow
+            if rise < self.thr:
+                rise = 0
+            lo = self.pmin
+            drop = xe - lo
+            if self.pnow_hi - lo < drop:
+                drop = self.pnow_hi - lo
+            if drop < self.thr:
+                drop = 0
         if hd and hd >= self.mean:
             rise = 0                  # a large announced drop (checkpoint, job end) comes first
         if h.drops_seen != self._drops_seen:
@@ -473,7 +305,7 @@ class Predictor:
         elif dt_ms > 60000:
             dt_ms = 60000
         self.hints.age(dt_ms)
-        self.rise_w = self.drop_w = self.hint_w = 0
+        self.rise_w = self.drop_w = self.hint_w = self.fresh = 0
         if self.enabled:
             self.acc_ms += dt_ms
             if self.acc_ms >= self.tick_ms:

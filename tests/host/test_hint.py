@@ -1,6 +1,6 @@
 """`cabctl hint`: validation, the authenticated command line, the local daemon
 (HTTP on loopback and a unix socket), and the device side (the firmware's
-command handler storing the hint in cabinet.predict.Hints)."""
+command handler storing the hint in cabinet.hints.Hints)."""
 import json
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cabctl import hint
-from cabinet import auth, commands, predict
+from cabinet import auth, commands, hints, predict
 
 KEY = bytes(range(32))
 MW = 1_000_000
@@ -20,7 +20,7 @@ class FakeCtl:
     """What cabinet.commands needs from the controller, plus the hint table."""
 
     def __init__(self):
-        self.hints = predict.Hints()
+        self.hints = hints.Hints()
         self.events = []
 
     def send_event(self, code, fields):
@@ -82,7 +82,7 @@ def test_forwarded_hint_is_authenticated_and_stored_on_the_device(device):
     r = fwd.forward({"event": "job_start", "in_s": 20, "power_w": 12e6, "job": 7})
     assert r["ok"], r
     h = device.ctl.hints
-    assert h.count() == 1 and h.kind[0] == predict.JOB_START and h.power[0] == 12 * MW
+    assert h.count() == 1 and h.kind[0] == hints.JOB_START and h.power[0] == 12 * MW
     assert 19_900 <= h.due[0] <= 20_000 and h.window[0] == 250 and h.job[0] == 7
     # The line: printable JSON + HMAC; a second hint in the same millisecond
     # still gets a larger counter (the device refuses anything else).
@@ -153,7 +153,7 @@ def test_daemon_over_a_unix_socket(device, tmp_path):
         status, r = hint.post({"event": "ckpt_end", "in_s": 0.3, "power_w": 8e6, "job": 2},
                               sock_path=path)
         assert status == 200 and r["ok"]
-        assert device.ctl.hints.kind[0] == predict.CKPT_END
+        assert device.ctl.hints.kind[0] == hints.CKPT_END
     finally:
         srv.shutdown()
         srv.server_close()

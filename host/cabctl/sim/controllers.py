@@ -6,7 +6,7 @@ firmware would read: the meter and PCS values of the previous period.
 from dataclasses import dataclass
 
 from ..fw import dispatch
-from cabinet import predict          # importable once ..fw put the firmware on the path
+from cabinet import hints, predict   # importable once ..fw put the firmware on the path
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Cabinet:
             # whole cycle; it is due that much later than from now.
             while self.pending and self.pending[-1][0] * 1000 <= m.t_ms:
                 _, e = self.pending.pop()
-                p.hints.add(predict.KINDS.index(HINT_KIND[e["kind"]]),
+                p.hints.add(hints.KINDS.index(HINT_KIND[e["kind"]]),
                             int(round(e["t_s"] * 1000 - m.t_ms)) + m.dt_ms, e["power_w"],
                             self.hint_window_ms)
             ff = p.update(m.grid_w + m.battery_w, m.dt_ms)
