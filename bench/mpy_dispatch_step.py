@@ -4,15 +4,9 @@
 # Runs on MicroPython and, for comparison, on CPython (the same module,
 # unchanged).
 import sys
-import time
 from cabinet import config
-
-try:
-    ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
-except AttributeError:                      # CPython
-    ticks_us = lambda: time.perf_counter_ns() // 1000
-    ticks_diff = lambda a, b: a - b
 from cabinet import dispatch as d
+from mpy_ticks import ticks_diff, ticks_us
 
 MW = 1000000
 

@@ -2,15 +2,9 @@
 # rhythm (0.9 s iterations, 26/12 MW) with the texas sim's keys, once the
 # rhythm is learned. Runs on MicroPython and, for comparison, on CPython.
 import sys
-import time
 from cabinet import config
 from cabinet import predict
-
-try:
-    ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
-except AttributeError:                      # CPython
-    ticks_us = lambda: time.perf_counter_ns() // 1000
-    ticks_diff = lambda a, b: a - b
+from mpy_ticks import ticks_diff, ticks_us
 
 MW = 1000000
 

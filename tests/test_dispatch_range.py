@@ -120,7 +120,7 @@ def test_the_check_itself_catches_overflow(engine_cls):
         e.step(8 * GW, 8 * GW, 5000, GW, GW, 0, 0, engine_cls.NO_LIMIT, 50)
 
 
-# --- the feed-forward input and the predictor (cabinet/predict.py, hints.py) ---
+# --- the feed-forward input and the predictor (cabinet/predict.py, hints.py, slowrhythm.py, amdf.py) ---
 
 def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
     rng = random.Random(20261129)
@@ -145,10 +145,11 @@ def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
 @pytest.fixture
 def predict_mod(monkeypatch):
     import cabinet
-    hints, code = checked("hints")
-    exec(code, hints.__dict__)
-    monkeypatch.setitem(sys.modules, "cabinet.hints", hints)
-    monkeypatch.setattr(cabinet, "hints", hints, raising=False)
+    for name in ("amdf", "hints", "slowrhythm"):
+        dep, code = checked(name)
+        exec(code, dep.__dict__)
+        monkeypatch.setitem(sys.modules, f"cabinet.{name}", dep)
+        monkeypatch.setattr(cabinet, name, dep, raising=False)
     mod, code = checked("predict")
     exec(code, mod.__dict__)
     return mod
@@ -201,5 +202,5 @@ def test_predictor_stays_in_range_up_to_1_gw(predict_mod):
             dt = extreme(rng, -5, 100_000)
             ff = pr.skip(dt) if k % 53 == 0 else pr.update(x, dt)
             assert abs(ff) < 1 << 30
-        pr.period_ms(), pr.slow_period_ms(), pr.slow_rise_in_ms()
+        pr.period_ms(), pr.slow.period_ms(), pr.slow.rise_in_ms()
         assert 0 <= pr.conf_pm <= 1000 and 0 <= pr.err_pm <= 1000

@@ -37,11 +37,8 @@
 # nothing against the reactive engine; a false one dips the grid and spends
 # battery, so only false alarms close the guard.)
 #
-# Slow channel (checkpoint rhythm, period 10..600 s): the same AMDF on a
-# second ring of slow_tick_ms means, a few lags per fast tick. It reports
-# the checkpoint period, its confidence and the time to the largest rise of
-# the last period (its phase); it does not drive the feed-forward (its
-# timing is a slow tick wide: job hints give the exact moment).
+# Slow channel (checkpoint rhythm, period 10..600 s): cabinet.slowrhythm,
+# fed every fast tick; it reports, it does not drive the feed-forward.
 #
 # Hints: announced job events (cabinet.hints; job start, checkpoint
 # start/end, job end, maintenance). Announced steps add to the rhythm's
@@ -51,56 +48,17 @@
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
 
+from cabinet.amdf import bits, first_dip, pm
 from cabinet.hints import LIM, Q, Hints
+from cabinet.slowrhythm import SlowRhythm
 
 STRIDE = 2                   # each tick updates every other lag of the AMDF, in turn
 K_AMDF = 6                   # AMDF averaging: 2**6 updates, one every STRIDE ticks
                              # (128 ticks, 6.4 s at 50 ms)
 K_GUARD = 7                  # guard averaging: 128 ticks
-SLOW_LAGS_PER_TICK = 4       # slow AMDF work per fast tick
-K_SLOW = 6                   # slow AMDF averaging: 64 updates (~4 min with the defaults)
 THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
 
 MAX_LAGS = 256               # fast period search: at most this many lags (ticks)
-MAX_SLOW_LAGS = 600          # slow period search
-
-
-def _pm(a, b):
-    """1000 * a // b for 0 <= a, 0 < b, without leaving 31 bits."""
-    if b <= 0:
-        return 1000 if a > 0 else 0
-    while a >= 0x100000:
-        a >>= 1
-        b >>= 1
-    if b <= 0:
-        return 1000
-    return 1000 * a // b
-
-
-def _first_dip(d, n, mean):
-    """Index of the period in an AMDF d[0..n-1]: the first local minimum
-    below 3/8 of the mean, else the deepest; -1 if there is no signal."""
-    if mean <= 0:
-        return -1
-    thr = mean * 3 >> 3
-    for j in range(n):
-        dj = d[j]
-        if dj < thr and (j == 0 or dj <= d[j - 1]) and (j == n - 1 or dj <= d[j + 1]):
-            return j
-    best = 0
-    for j in range(1, n):
-        if d[j] < d[best]:
-            best = j
-    return best
-
-
-def _bits(n):
-    # int.bit_length() is not in every MicroPython build.
-    b = 0
-    while n:
-        n >>= 1
-        b += 1
-    return b
 
 
 def _ceil_div(a, b):
@@ -144,21 +102,10 @@ class Predictor:
         self.x = array('i', [0] * nf)
         self.nl = nl = (self.lmax - self.lmin + 1) * on + 1 - on
         self.d = array('i', [0] * nl)
-        self.dsh = _bits(nl // 4)            # keeps sum(D >> dsh) < 2**30
+        self.dsh = bits(nl // 4)            # keeps sum(D >> dsh) < 2**30
         self.pr = array('i', [0] * (w + 1))          # predicted rise per tick, for scoring
         self.w = w
-        # Slow ring.
-        stick = g('pred_slow_tick_ms', 2000)
-        self.stick = stick // tick if stick >= tick else 1   # in fast ticks
-        self.smin = max(2, g('pred_slow_period_min_s', 10) * 1000 // (self.stick * tick))
-        self.smax = max(self.smin + 1, g('pred_slow_period_max_s', 600) * 1000 // (self.stick * tick))
-        if self.smax > self.smin + MAX_SLOW_LAGS - 1:
-            self.smax = self.smin + MAX_SLOW_LAGS - 1
-        self.ns = ns = (2 * self.smax + 2) * on + 1 - on
-        self.s = array('i', [0] * ns)
-        self.snl = snl = (self.smax - self.smin + 1) * on + 1 - on
-        self.sd = array('i', [0] * snl)
-        self.sdsh = _bits(snl // 4)
+        self.slow = SlowRhythm(cfg, tick, self.enabled)
         self.reset()
 
     def reset(self):
@@ -168,10 +115,6 @@ class Predictor:
             self.d[i] = 0
         for i in range(self.w + 1):
             self.pr[i] = 0
-        for i in range(self.ns):
-            self.s[i] = 0
-        for i in range(self.snl):
-            self.sd[i] = 0
         self.i = 0                # newest fast sample
         self.filled = 0           # fast samples so far (saturates)
         self.acc_ms = 0
@@ -196,15 +139,7 @@ class Predictor:
         self._drops_seen = self.hints.drops_seen
         self.mismatches = 0
         self.quiet = False        # last tick moved little against the usual swing
-        self.si = 0
-        self.sfilled = 0
-        self.s_n = 0              # fast ticks in this slow tick
-        self.s_acc = 0
-        self.s_next = 0           # next slow lag to update
-        self.s_period = 0
-        self.s_conf_pm = 0
-        self.s_rise_at = 0        # slow tick count at which that rise is due again
-        self.s_count = 0          # slow ticks so far
+        self.slow.reset()
         self.rise_w = 0           # outputs, W
         self.drop_w = 0
         self.hint_w = 0
@@ -368,7 +303,7 @@ class Predictor:
         else:
             self._pick(tot)
         self._predict(i)
-        self._slow(v)
+        self.slow.tick(v)
 
     def _pick(self, tot):
         d = self.d
@@ -376,13 +311,13 @@ class Predictor:
         self.mean = mean
         t = mean >> THR_SHIFT
         self.thr = t if t > self.min_rise else self.min_rise
-        best = _first_dip(d, self.nl, mean)
+        best = first_dip(d, self.nl, mean)
         if best < 0:
             self.period = 0
             self.conf_pm = 0
             return
         self.period = self.lmin + best
-        c = 1000 - _pm(d[best], mean)
+        c = 1000 - pm(d[best], mean)
         self.conf_pm = c if c > 0 else 0
 
     def _predict(self, i):
@@ -487,104 +422,9 @@ class Predictor:
         if self.scored < 0x3FFFFFF:
             self.scored += 1
         if self.e_hit + self.e_false > 0:
-            self.err_pm = _pm(self.e_false, self.e_hit + self.e_false)
-
-    def _slow(self, v):
-        # Decimate into the slow ring; spread the slow AMDF over fast ticks
-        # (SLOW_LAGS_PER_TICK lags each), lags up to half the history so far.
-        self.s_n += 1
-        self.s_acc += (v - self.s_acc) // self.s_n
-        s = self.s
-        ns = self.ns
-        if self.s_n >= self.stick:
-            si = self.si + 1
-            if si >= ns:
-                si = 0
-            self.si = si
-            s[si] = self.s_acc
-            self.s_n = 0
-            self.s_count += 1
-            if self.s_count >= 0x20000000:       # ~34 years of 2 s ticks; keep phase
-                self.s_count -= 0x10000000
-                self.s_rise_at -= 0x10000000
-            if self.sfilled < ns:
-                self.sfilled += 1
-        n = (self.sfilled >> 1) - self.smin      # usable lags
-        if n > self.snl:
-            n = self.snl
-        if n < 2:
-            return
-        si = self.si
-        cur = s[si]
-        sd = self.sd
-        j = self.s_next
-        for _ in range(SLOW_LAGS_PER_TICK):
-            if j >= n:
-                j = 0
-                self._slow_pick(n)
-            k = si - (self.smin + j)
-            if k < 0:
-                k += ns
-            e = cur - s[k]
-            if e < 0:
-                e = -e
-            if sd[j] == 0:
-                sd[j] = e + 1
-            else:
-                sd[j] += (e - sd[j]) >> K_SLOW
-            j += 1
-        self.s_next = j
-
-    def _slow_pick(self, n):
-        sd = self.sd
-        tot = 0
-        for j in range(n):
-            tot += sd[j] >> self.sdsh
-        mean = (tot // n) << self.sdsh
-        best = _first_dip(sd, n, mean)
-        if best < 0:
-            self.s_period = 0
-            self.s_conf_pm = 0
-            return
-        p = self.smin + best
-        self.s_period = p
-        c = 1000 - _pm(sd[best], mean)
-        self.s_conf_pm = c if c > 0 else 0
-        # Phase: where, one period ago, the load rose most within a period.
-        s = self.s
-        ns = self.ns
-        k = self.si - p
-        if k < 0:
-            k += ns
-        best_rise = 0
-        at = 0
-        prev = s[k]
-        for j in range(1, p):
-            k += 1
-            if k >= ns:
-                k = 0
-            r = s[k] - prev
-            if r > best_rise:
-                best_rise = r
-                at = j
-            prev = s[k]
-        self.s_rise_at = self.s_count + at
+            self.err_pm = pm(self.e_false, self.e_hit + self.e_false)
 
     # --- figures for telemetry and status (W and ms) ---
 
     def period_ms(self):
         return self.period * self.tick_ms
-
-    def slow_period_ms(self):
-        return self.s_period * self.stick * self.tick_ms
-
-    def slow_rise_in_ms(self):
-        """Time to the next checkpoint-scale rise (the largest rise of the
-        last slow period, a period on); -1 while no slow period is known."""
-        p = self.s_period
-        if p <= 0:
-            return -1
-        left = self.s_rise_at - self.s_count
-        while left < 0:
-            left += p
-        return left * self.stick * self.tick_ms

@@ -76,10 +76,10 @@ def run(steps):
             acted += ff != 0
             active += pr.active
             digest = (digest * 31 + sp + 7 * ff + pr.period + 3 * pr.conf_pm + 5 * pr.err_pm
-                      + 11 * pr.s_period + 13 * e.reason) % 1000000007
+                      + 11 * pr.slow.period + 13 * e.reason) % 1000000007
     print('steps %d digest %d acted %d active %d' % (steps, digest, acted, active))
     print('last period_ms %d conf %d err %d slow_ms %d slow_conf %d hints %d/%d/%d' % (
-        pr.period_ms(), pr.conf_pm, pr.err_pm, pr.slow_period_ms(), pr.s_conf_pm,
+        pr.period_ms(), pr.conf_pm, pr.err_pm, pr.slow.period_ms(), pr.slow.conf_pm,
         pr.hints.added, pr.hints.seen, pr.hints.expired))
 
 

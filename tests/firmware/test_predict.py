@@ -141,16 +141,16 @@ def test_slow_channel_finds_the_checkpoint_period():
             loads.append(square(t, 1000, 26 * MW, 12 * MW))
     pr = predictor()
     feed(pr, loads)
-    assert abs(pr.slow_period_ms() - 60000) <= 2000, pr.slow_period_ms()
-    assert pr.s_conf_pm > 600
+    assert abs(pr.slow.period_ms() - 60000) <= 2000, pr.slow.period_ms()
+    assert pr.slow.conf_pm > 600
     # The largest rise is the end of a checkpoint (at 20 s in each minute):
     # now (210 s = 30 s into the minute) it is ~50 s away.
-    assert abs(pr.slow_rise_in_ms() - 50000) <= 4000, pr.slow_rise_in_ms()
+    assert abs(pr.slow.rise_in_ms() - 50000) <= 4000, pr.slow.rise_in_ms()
 
 
 def test_disabled_predictor_only_passes_hints():
     pr = predictor(pred_enabled=False)
-    assert pr.nf == pr.ns == 1                    # no history kept: only the hint table
+    assert pr.nf == pr.slow.ns == 1               # no history kept: only the hint table
     assert feed(pr, iteration_load(800, 900)) == [0] * 800
     pr.hints.add(hn.JOB_START, 200, 10 * MW, 250)
     assert pr.update(12 * MW, 50) == 0          # due in 150 ms: not yet (lead 75 ms)

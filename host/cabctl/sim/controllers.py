@@ -66,7 +66,7 @@ class Cabinet:
         return {"active_share": round(self.active_ticks / max(1, cycles), 3),
                 "armed_share": round(self.armed_cycles / max(1, cycles), 3),
                 "period_ms": p.period_ms(), "conf_pm": p.conf_pm, "err_pm": p.err_pm,
-                "slow_period_ms": p.slow_period_ms(), "slow_conf_pm": p.s_conf_pm,
+                "slow_period_ms": p.slow.period_ms(), "slow_conf_pm": p.slow.conf_pm,
                 "hints_added": h.added, "hints_seen": h.seen, "hints_expired": h.expired}
 
     def step(self, m: Measured):
