@@ -20,8 +20,10 @@ from cabinet.site_io import SiteIo
 TELEMETRY = ('seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct', 'load_w',
              'reason', 'state', 'cycle_us', 'late_cycles', 'meter_errors', 'pcs_errors',
              'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cause', 'transitions',
-             'site_flags', 'pv_w', 'genset_w', 'voltage_dv', 'freq_mhz')
+             'site_flags', 'pv_w', 'genset_w', 'voltage_dv', 'freq_mhz', 'ct_w', 'ct_alarm',
+             'ff_w', 'hint_w', 'pred_period_ms', 'pred_flags')
 EVENT_SITE = events.SITE
+FF_MAX = (1 << 27) - 1        # telemetry's ff_w clamp, in the engine's 8 W units
 EVENT_SHARE = events.SHARE_LAPSED
 
 
@@ -62,7 +64,6 @@ class Controller(Sensing, Failsafe, SiteIo):
         self.sframe.put(3, events.SITE)
         schema = None
         gc.collect()                      # the parsed telemetry.json
-        self.t_ct = (f.index('ct_w'), f.index('ct_alarm'))
         self._ct_setup(cfg.get('ct'))
         self.armed = cfg['armed']
         self.config_source = 'file'
@@ -252,10 +253,10 @@ class Controller(Sensing, Failsafe, SiteIo):
         # writing would only add timeouts to the cycle.
         if self.pcs_link.fails < self.pcs_link.fail_limit and p.write():
             self.pcs_link.errors += 1
-        self._emit(setpoint, reason)
+        self._emit(setpoint, reason, st == RUN or st == DEGRADED)
         self._commands()
 
-    def _emit(self, setpoint, reason):
+    def _emit(self, setpoint, reason, ran):
         f = self.frame
         t = self.t
         self.seq = (self.seq + 1) & 0x3FFFFFFF
@@ -282,8 +283,22 @@ class Controller(Sensing, Failsafe, SiteIo):
         f.put(t[20], self.genset_w)
         f.put(t[21], self.voltage_dv)
         f.put(t[22], self.freq_mhz)
-        f.put(self.t_ct[0], self.ct_w)
-        f.put(self.t_ct[1], self.ct_alarm)
+        f.put(t[23], self.ct_w)
+        f.put(t[24], self.ct_alarm)
+        pr = self.predictor
+        if pr is None:
+            f.put(t[25], 0)
+            f.put(t[26], 0)
+            f.put(t[27], 0)
+            f.put(t[28], 0)
+        else:
+            u = self.engine.ff if ran else 0          # units of 8 W, |u| < 2**28
+            u = FF_MAX if u > FF_MAX else -FF_MAX if u < -FF_MAX else u
+            f.put(t[25], u << 3)                       # |W| < 2**30: stays a small int
+            f.put(t[26], pr.hint_w)
+            f.put(t[27], pr.period_ms())
+            f.put(t[28], (1 if pr.active else 0) | (2 if pr.susp else 0)
+                  | self.hints.count() << 4)
         self.board.send_telemetry(f.seal())
 
     def run(self):
