@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cabctl import soak, truth
+from cabctl import soak, soak_judge, truth
 from cabctl.profiles import fileformat
 from cabctl.profiles.core import Profile
 
@@ -43,6 +43,11 @@ def test_short_soak(tmp_path, unix_only):
     assert s["cycles"] >= SHORT_MIN * 60 * 1000 / 50 * 0.95, s["cycles"]
     assert s["max_cycle_us"] < 2_000_000, s          # never near the watchdog
     assert s["ok"], s
+    # Re-judged from the run folder's files alone (`cabctl soak --judge`): the same verdict.
+    j = soak_judge.judge(tmp_path)
+    assert j["invariant_violations"] == 0 and j["unrecovered_faults"] == 0, j
+    assert j["faults_judged"] >= 3 and j["fault_recoveries"] == s["fault_recoveries"], (j, s)
+    assert j["heap_growth_bytes"] == 0 and j["loop_alloc_bytes"] == 0, j
 
 
 def test_fault_schedule_is_seeded_and_complete():

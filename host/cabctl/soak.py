@@ -16,7 +16,7 @@ from three independent sources:
   outside command handling (the loop must allocate nothing).
 
 The firmware's `status` reply does not carry heap figures (yet): the soak
-starts main.py through a small probe script (PROBE below) that adds them to
+starts main.py through a small probe script (mpy/soak_probe.py) that adds them to
 the reply and measures the heap as each command starts and ends. Nothing
 else of the firmware is touched.
 
@@ -35,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import invariants, profiles, truth
+from . import invariants, profiles
 from .plant import faults as plant_faults
 from .profiles.core import Profile
 from .rig import Rig, RigError, new_run_dir
+from .soak_judge import delta, judge, recoveries, stray_link_errors
 from .sil import firmware_env, micropython_exe
 from .paths import FIRMWARE
 
@@ -59,108 +60,17 @@ FAULT_GAP_S = (10.0, 20.0)     # quiet time after a fault clears (> the recovery
 QUIET_END_S = 20.0             # no fault in the last seconds: the last recovery is judged
 FAULT_LEN_SHORT_S = (1.0, 4.0)  # ... in a short soak (< 5 min)
 FAULT_GAP_SHORT_S = (9.0, 11.0)
-STATE_RUN = 1
-STATE_SAFE = 3
 
-# MicroPython, run in the firmware folder instead of main.py: main.py itself,
-# with heap figures in the `status` reply. Only commands and the rare event
-# frames sent through send_event (boot, config: "they allocate; they are not
-# the steady state", cabinet/events.py) may allocate; the probe reads
-# gc.mem_alloc() as each command or event starts and ends, so whatever the
-# heap gained between them was allocated - and kept - by the steady-state loop
-# (transition and site-change frames included: they are sent from the loop).
-# A fall in between, or during a command, is a garbage collection (a lower
-# bound on their number; the probe's own collections excluded). No thread: the figures come from the
-# firmware's own thread, between cycles.
-PROBE = r"""
-import gc
-import sys
-sys.path.insert(0, '')
-from cabinet import commands, controller
-
-# 0 loop bytes, 1 GCs between, 2 GCs during commands, 3 heap after the last
-# command/event, 4 commands seen, 5 forced collections, 6 event bytes, 7 depth,
-# 8 events seen
-S = [0, 0, 0, -1, 0, 0, 0, 0, 0]
+# MicroPython, run in the firmware folder instead of main.py: main.py with heap
+# figures in the `status` reply (how it measures: the file's header).
+PROBE = Path(__file__).with_name("mpy") / "soak_probe.py"
 
 
-def _enter(s):
-    pre = gc.mem_alloc()
-    if s[7] == 0 and s[3] >= 0:
-        if pre > s[3]:
-            s[0] += pre - s[3]
-        elif pre < s[3]:
-            s[1] += 1
-    s[7] += 1
-    return pre
-
-
-def _leave(s, pre, forced, event):
-    s[7] -= 1
-    post = gc.mem_alloc()
-    if post < pre and s[5] == forced:
-        s[2] += 1
-    if s[7] == 0:
-        if event and post > pre:
-            s[6] += post - pre
-        s[3] = post
-
-
-_handle = commands.Commands.handle
-_status = commands.Commands.cmd_status
-_event = controller.Controller.send_event
-
-
-def _handle_probe(self):
-    s = S
-    pre = _enter(s)
-    forced = s[5]
-    try:
-        return _handle(self)
-    finally:
-        s[4] += 1
-        _leave(s, pre, forced, False)
-
-
-def _event_probe(self, code, fields):
-    s = S
-    pre = _enter(s)
-    forced = s[5]
-    try:
-        return _event(self, code, fields)
-    finally:
-        s[8] += 1
-        _leave(s, pre, forced, True)
-
-
-def _status_probe(self, args):
-    code, msg, data = _status(self, args)
-    data['heap_used'] = gc.mem_alloc()
-    if args.get('collect'):
-        S[5] += 1
-        gc.collect()
-        data['heap_live'] = gc.mem_alloc()
-    data['heap_free'] = gc.mem_free()
-    data['gc_runs'] = S[1] + S[2]
-    data['loop_alloc_bytes'] = S[0]
-    data['event_alloc_bytes'] = S[6]
-    data['events_seen'] = S[8]
-    data['commands_seen'] = S[4]
-    return code, msg, data
-
-
-commands.Commands.handle = _handle_probe
-commands.Commands.cmd_status = _status_probe
-controller.Controller.send_event = _event_probe
-exec(compile(open('main.py').read(), 'main.py', 'exec'), {'__name__': '__main__'})
-"""
-
-
-def probe_launcher(run_dir, probe_text=PROBE):
+def probe_launcher(run_dir, probe_text=None):
     """A Rig launch function: main.py through a probe script (PROBE, or another
     that ends by running main.py), otherwise as sil.start_firmware."""
     probe = Path(run_dir).resolve() / "soak_probe.py"
-    probe.write_text(probe_text)
+    probe.write_text(probe_text if probe_text is not None else PROBE.read_text())
 
     def launch(bus_path, site_path=None, stderr=None, key_path=None):
         return subprocess.Popen([micropython_exe(), str(probe)], cwd=FIRMWARE,
@@ -225,30 +135,6 @@ def spliced_profile(seconds, seed):
     return prof, segs
 
 
-def recoveries(frames, t0, sched, site):
-    """Per fault: back to `run` within the allowance after it cleared? + transitions to run."""
-    allow = invariants.recover_ms(site) / 1000
-    t = np.array([f["host_time_s"] - t0 for f in frames])
-    st = np.array([f.get("state", -1) for f in frames])
-    back = {"from_safe": 0, "from_degraded": 0}
-    for i in range(1, len(st)):
-        if st[i] == STATE_RUN and st[i - 1] != STATE_RUN and st[i - 1] != 0:
-            back["from_safe" if st[i - 1] == STATE_SAFE else "from_degraded"] += 1
-    unrecovered = []
-    worst = 0.0
-    for kind, start, length in sched:
-        end = start + length
-        win = (t >= end) & (t <= end + allow)
-        ok = np.flatnonzero(win & (st == STATE_RUN))
-        if not len(ok):
-            unrecovered.append({"fault": f"{kind}@{start:g}+{length:g}",
-                                "states_after": sorted(set(int(x) for x in st[win]))})
-        else:
-            # how long after it cleared the state was run again (and stayed, at least a frame)
-            worst = max(worst, float(t[ok[0]] - end))
-    return back, unrecovered, round(worst, 3)
-
-
 def raise_priority(pids, nice):
     """The plant emulator and the firmware stand in for dedicated hardware: on
     a shared machine, run them ahead of other work when allowed (every thread:
@@ -266,21 +152,6 @@ def raise_priority(pids, nice):
             except OSError:
                 pass
     return got
-
-
-def stray_link_errors(frames, t0, sched, site):
-    """Meter/PCS errors counted while no fault was injected (nor recovering from one)."""
-    grace = invariants.recover_ms(site) / 1000
-    t = np.array([f["host_time_s"] - t0 for f in frames])
-    quiet = np.ones(len(t), dtype=bool)
-    for _, start, length in sched:
-        quiet &= ~((t >= start - 1) & (t <= start + length + grace))
-    out = {}
-    for name in ("meter_errors", "pcs_errors"):
-        e = np.array([f.get(name, 0) for f in frames])
-        step = np.diff(e, prepend=e[0])
-        out[f"stray_{name}"] = int(step[quiet & (step > 0)].sum())
-    return out
 
 
 def run(minutes, seed=1, run_dir=None, quiet=True, status_every_s=60.0, out=sys.stderr,
@@ -363,11 +234,6 @@ def run(minutes, seed=1, run_dir=None, quiet=True, status_every_s=60.0, out=sys.
     return s
 
 
-def _delta(first, last, key):
-    a, b = first.get(key), last.get(key)
-    return None if a is None or b is None else b - a
-
-
 def summarize(rig, result, sched, samples, first, last, errors):
     site = invariants.site_config(SITE)
     frames = rig.logger.frames
@@ -387,11 +253,11 @@ def summarize(rig, result, sched, samples, first, last, errors):
                 "heap_free_end": last.get("heap_free"),
                 # Counted from the first sample after the warm-up: the first
                 # commands settle one-off buffers (a few hundred bytes, once).
-                "loop_alloc_bytes": _delta(first, last, "loop_alloc_bytes"),
-                "event_alloc_bytes": _delta(first, last, "event_alloc_bytes"),
-                "events_seen": _delta(first, last, "events_seen"),
+                "loop_alloc_bytes": delta(first, last, "loop_alloc_bytes"),
+                "event_alloc_bytes": delta(first, last, "event_alloc_bytes"),
+                "events_seen": delta(first, last, "events_seen"),
                 "heap_live_max": max((d.get("heap_live") or 0) for d in samples),
-                "gc_runs": _delta(first, last, "gc_runs"), "commands_seen": last.get("commands_seen")}
+                "gc_runs": delta(first, last, "gc_runs"), "commands_seen": last.get("commands_seen")}
         if None not in (heap["heap_live_start"], heap["heap_live_end"]):
             heap["heap_growth_bytes"] = heap["heap_live_end"] - heap["heap_live_start"]
     errors = list(errors) + list(result.get("errors", []))
@@ -432,78 +298,6 @@ def summarize(rig, result, sched, samples, first, last, errors):
                    and s.get("heap_growth_bytes") == 0 and s.get("loop_alloc_bytes") == 0
                    and s["frames_lost"] == 0 and s["device_resets"] == 0)
     return s
-
-
-def _load_csv(path):
-    """Columns of a CSV that may still be being written (the last line may be cut)."""
-    import io
-    with open(path) as f:
-        lines = f.read().splitlines()
-    head = lines[0].split(",")
-    body = [ln for ln in lines[1:] if ln.count(",") == len(head) - 1]
-    if len(body) and not body[-1].split(",")[-1]:
-        body = body[:-1]
-    data = np.loadtxt(io.StringIO("\n".join(body)), delimiter=",", ndmin=2)
-    return {k: data[:, i] for i, k in enumerate(head)}
-
-
-def judge(run_dir):
-    """Re-judge a soak's run folder from its files (a run cut short, or a newer
-    monitor): the monitor over the ground truth, recoveries, cycles and stray
-    bus errors from the telemetry. Heap figures only come from a finished run
-    (soak.json)."""
-    run_dir = Path(run_dir)
-    plan = json.loads((run_dir / "soak_plan.json").read_text())
-    tr = _load_csv(run_dir / "truth.csv")
-    tel = _load_csv(run_dir / "telemetry.csv")
-    sched = [(f.kind, f.start_s, f.duration_s) for f in map(plant_faults.parse, plan["faults"])]
-    site = invariants.site_config(plan["site"])
-    info = run_dir / "plant_info.json"
-    if info.exists():
-        t0 = json.loads(info.read_text())["t0_monotonic"]
-    else:
-        # Line the firmware's grid reading up with the plant's meter register.
-        t_tel = tel["host_time_s"] - tel["host_time_s"][0]
-        best = None
-        for off in np.arange(0.0, 5.0, 0.01):
-            g = np.interp(t_tel[:2000] + off, tr["t_s"], tr["meter_grid_w"])
-            err = float(np.mean(np.abs(g - tel["grid_w"][:2000])))
-            if best is None or err < best[0]:
-                best = (err, off)
-        t0 = tel["host_time_s"][0] - best[1]
-    t_end = float(tr["t_s"][-1])
-    sched = [x for x in sched if x[1] + x[2] + invariants.recover_ms(site) / 1000 < t_end]
-    frames = [{"host_time_s": h, "state": int(st), "meter_errors": int(me), "pcs_errors": int(pe)}
-              for h, st, me, pe in zip(tel["host_time_s"], tel["state"], tel["meter_errors"],
-                                       tel["pcs_errors"])]
-    first = tel["host_time_s"][0] - t0
-    mon = invariants.monitor(truth.window(tr, first, t_end), plan["site"], faults=plan["faults"])
-    back, unrecovered, worst = recoveries(frames, t0, sched, site)
-    cyc = tel["cycle_us"]
-    st = tel["state"].astype(int)
-    heap = {}
-    hp = run_dir / "heap.jsonl"
-    if hp.exists():
-        hs = [json.loads(x) for x in hp.read_text().splitlines() if x.strip()]
-        live = [d for d in hs if d.get("heap_live") is not None]
-        if len(live) >= 2:
-            a, b = live[1 if len(live) > 2 else 0], live[-1]     # after the warm-up
-            heap = {"heap_live_start": a["heap_live"], "heap_live_end": b["heap_live"],
-                    "heap_growth_bytes": b["heap_live"] - a["heap_live"],
-                    "heap_live_max": max(d["heap_live"] for d in live),
-                    "loop_alloc_bytes": _delta(a, b, "loop_alloc_bytes"),
-                    "event_alloc_bytes": _delta(a, b, "event_alloc_bytes"),
-                    "gc_runs": _delta(a, b, "gc_runs"), "heap_samples": len(hs)}
-    return {"run_dir": str(run_dir), "plant_s": round(t_end, 1), **heap, "cycles": len(cyc),
-            "late_cycles": int(tel["late_cycles"][-1]), "max_cycle_us": int(cyc.max()),
-            "p99_cycle_us": int(np.percentile(cyc, 99)),
-            "time_in_state_pct": {n: round(100 * float(np.mean(st == i)), 1)
-                                  for i, n in enumerate(("init", "run", "degraded", "safe"))},
-            "faults_judged": len(sched), "fault_recoveries": back["from_safe"],
-            "degraded_recoveries": back["from_degraded"], "unrecovered_faults": len(unrecovered),
-            "unrecovered": unrecovered[:30], "worst_recovery_s": worst,
-            **stray_link_errors(frames, t0, sched, site), **mon.summary(first=10),
-            "invariant_episodes": {k: v for k, v in mon.episodes.items() if v}}
 
 
 def add_arguments(p):
