@@ -9,7 +9,7 @@ from cabctl import truth
 
 CAP_W = 18_000_000
 LEARN_S = (3.0, 10.0)       # reactive: the predictor needs ~2 x 5 s of history first
-ACTIVE_S = (16.0, 28.0)     # learned (acting from ~11 s)
+ACTIVE_S = (14.0, 23.0)     # learned (acting from ~11 s)
 
 
 def over_cap_wh_per_s(tr, t0, t1):
