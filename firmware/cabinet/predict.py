@@ -189,7 +189,7 @@ class Predictor:
             self.fresh_ms -= dt_ms
             if self.fresh_ms <= 0:
                 self.fresh = 0
-        if self.enabled and self.active and self.susp == 0:
+        if rhythm:
             # The rise one period ago over the coming window, but no more
             # than what lifts the load from where it is now.
             xe = x - self.fresh
