@@ -1,5 +1,5 @@
 -- Fleet telemetry in PostgreSQL, written by `cabctl ingest` (host/cabctl/ingest.py, fleetdb.py).
--- GENERATED from firmware/telemetry.json (version 4) by cabctl.fleetdb.schema_sql();
+-- GENERATED from firmware/telemetry.json (version 5) by cabctl.fleetdb.schema_sql();
 -- regenerate with: python -m cabctl.fleetdb --schema > host/cabctl/fleetdb.sql
 -- Idempotent: `cabctl ingest` runs it at start; psql -f fleetdb.sql does the same.
 
@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS telemetry (
     freq_mhz           bigint,
     ct_w               bigint,
     ct_alarm           bigint,
+    ff_w               bigint,
+    hint_w             bigint,
+    pred_period_ms     bigint,
+    pred_flags         bigint,
     extra              jsonb,
     PRIMARY KEY (site, cabinet, ts)
 ) PARTITION BY RANGE (ts);
@@ -47,7 +51,7 @@ DO $$
 DECLARE
     col text;
 BEGIN
-    FOREACH col IN ARRAY ARRAY['version', 'seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct', 'load_w', 'reason', 'state', 'cycle_us', 'late_cycles', 'meter_errors', 'pcs_errors', 'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cap_w', 'cause', 'transitions', 'site_flags', 'pv_w', 'genset_w', 'voltage_dv', 'freq_mhz', 'ct_w', 'ct_alarm'] LOOP
+    FOREACH col IN ARRAY ARRAY['version', 'seq', 'uptime_ms', 'grid_w', 'battery_w', 'setpoint_w', 'soc_cpct', 'load_w', 'reason', 'state', 'cycle_us', 'late_cycles', 'meter_errors', 'pcs_errors', 'charge_max_w', 'discharge_max_w', 'pcs_alarms', 'cap_w', 'cause', 'transitions', 'site_flags', 'pv_w', 'genset_w', 'voltage_dv', 'freq_mhz', 'ct_w', 'ct_alarm', 'ff_w', 'hint_w', 'pred_period_ms', 'pred_flags'] LOOP
         IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
                        AND table_name = 'telemetry' AND column_name = col) THEN
             EXECUTE format('ALTER TABLE telemetry ADD COLUMN %I bigint', col);
@@ -84,6 +88,10 @@ COMMENT ON COLUMN telemetry.voltage_dv IS 'telemetry.json key 23: unit 0.1V; gri
 COMMENT ON COLUMN telemetry.freq_mhz IS 'telemetry.json key 24: unit mHz; grid frequency at the meter - since version 3';
 COMMENT ON COLUMN telemetry.ct_w IS 'telemetry.json key 25: unit W; grid power from the current transformers (last block; 0 without CTs), > 0 import - since version 4';
 COMMENT ON COLUMN telemetry.ct_alarm IS 'telemetry.json key 26: bit 0 CT and meter disagree (dispatch on the meter), 1 CTs configured but no fresh block - since version 4';
+COMMENT ON COLUMN telemetry.ff_w IS 'telemetry.json key 27: unit W; feed-forward the engine used this cycle after its cuts: the load change planned for ahead of time (> 0 a rise), 0 without prediction - since version 5';
+COMMENT ON COLUMN telemetry.hint_w IS 'telemetry.json key 28: unit W; the announced part of the predicted change (armed job hints; > 0 rises) - since version 5';
+COMMENT ON COLUMN telemetry.pred_period_ms IS 'telemetry.json key 29: unit ms; iteration period the predictor found, 0 none or prediction off - since version 5';
+COMMENT ON COLUMN telemetry.pred_flags IS 'telemetry.json key 30: bit 0 the rhythm drives the feed-forward (confident, few false alarms), 1 suspended by the rhythm check; bits 4..7 job hints pending - since version 5';
 -- Time-range scans across all cabinets (Grafana): a BRIN index is tiny on append-only data.
 CREATE INDEX IF NOT EXISTS telemetry_ts_brin ON telemetry USING brin (ts);
 
