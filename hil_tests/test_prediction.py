@@ -17,8 +17,8 @@ from cabctl.profiles import fileformat
 from cabctl.profiles.core import Profile
 
 CAP_W = 18_000_000
-LEARN_S = (3.0, 10.0)       # reactive: the predictor needs ~2 x 5 s of history first
-ACTIVE_S = (14.0, 23.0)     # learned (acting from ~11 s)
+LEARN_S = (2.5, 5.0)        # reactive: the predictor needs ~2 x 2 s of history first
+ACTIVE_S = (8.0, 14.0)      # learned (acting from ~5 s of uptime)
 
 
 def over_cap_wh_per_s(tr, t0, t1):
@@ -28,7 +28,8 @@ def over_cap_wh_per_s(tr, t0, t1):
 
 
 def test_learned_rhythm_pre_arms_and_cuts_energy_above_cap(make_rig):
-    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True})
+    # Periods up to 2 s (default 5 s): the search needs two of them of history.
+    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True, "pred_period_max_ms": 2000})
     rig.profile = "steady"               # one job, 0.9 s iterations, from t = 0
     s = rig.run(ACTIVE_S[1] + 1)
     assert s["ok"], s["errors"]
@@ -41,14 +42,14 @@ def test_learned_rhythm_pre_arms_and_cuts_energy_above_cap(make_rig):
     assert s["invariant_violations"] == 0, s
     # Telemetry says what the predictor did.
     frames = [f for f in rig.logger.frames if f.get("uptime_ms", 0) >= ACTIVE_S[0] * 1000]
-    assert len(frames) > 150, len(frames)
+    assert len(frames) > 90, len(frames)
     periods = [f["pred_period_ms"] for f in frames]
     assert abs(np.median(periods) - 900) <= 50, np.median(periods)
     assert np.mean([f["pred_flags"] & 1 for f in frames]) > 0.8
     on = [f["uptime_ms"] for f in rig.logger.frames if f.get("pred_flags", 0) & 1]
     print(f"rhythm acting from {on[0] / 1000 if on else None} s of uptime")
     armed = [f["ff_w"] for f in frames if f["ff_w"] > 0]
-    assert len(armed) >= 10, len(armed)          # about one or two cycles per 0.9 s
+    assert len(armed) >= 6, len(armed)           # about one or two cycles per 0.9 s
 
 
 KEY = bytes(range(32))
@@ -70,7 +71,8 @@ def test_announced_job_start_lands_without_excursion(make_rig, unix_only, tmp_pa
     on = ((t >= ANNOUNCED_S) & (t < 11.0)) | (t >= UNANNOUNCED_S)
     noise = np.random.default_rng(3).integers(-50_000, 50_000, len(t))
     prof = Profile(0.01, np.where(on, 14_000_000 + STEP_W, 14_000_000) + noise, name="job-start")
-    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True})
+    # Periods up to 2 s (default 5 s): the search needs two of them of history.
+    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True, "pred_period_max_ms": 2000})
     rig.profile = fileformat.write(prof, tmp_path / "job.profile")
     rig.key = KEY
     result = {}
