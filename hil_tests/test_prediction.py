@@ -71,8 +71,7 @@ def test_announced_job_start_lands_without_excursion(make_rig, unix_only, tmp_pa
     on = ((t >= ANNOUNCED_S) & (t < 11.0)) | (t >= UNANNOUNCED_S)
     noise = np.random.default_rng(3).integers(-50_000, 50_000, len(t))
     prof = Profile(0.01, np.where(on, 14_000_000 + STEP_W, 14_000_000) + noise, name="job-start")
-    # Periods up to 2 s (default 5 s): the search needs two of them of history.
-    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True, "pred_period_max_ms": 2000})
+    rig = make_rig(site={"cap_w": CAP_W, "pred_enabled": True})
     rig.profile = fileformat.write(prof, tmp_path / "job.profile")
     rig.key = KEY
     result = {}
