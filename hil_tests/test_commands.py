@@ -1,7 +1,6 @@
 """Commands over the console against the running firmware (unix target):
 authentication, validation on the device, persistence, replies."""
 import os
-import threading
 import time
 
 import pytest
@@ -18,12 +17,7 @@ def running(make_rig, unix_only):
     """A rig running in the background for ~8 s; yields it once frames flow."""
     rig = make_rig(site={"cap_w": 18_000_000})
     rig.key = KEY
-    result = {}
-    th = threading.Thread(target=lambda: result.update(rig.run(8)), daemon=True)
-    th.start()
-    end = time.monotonic() + 5
-    while not rig.logger.frames and time.monotonic() < end:
-        time.sleep(0.05)
+    th, result = rig.run_in_background(8)
     assert rig.logger.frames, "firmware did not start"
     yield rig
     th.join(timeout=20)

@@ -10,7 +10,6 @@ OPEN_BUGS (left out of the short soak) with a strict-xfail regression test
 until it is fixed.
 """
 import json
-import threading
 import time
 
 from pathlib import Path
@@ -71,12 +70,7 @@ def test_fault_schedule_is_seeded_and_complete():
 
 def test_regression_command_with_the_heap_locked(make_rig, unix_only):
     rig = make_rig(site={"lock_heap": True})
-    result = {}
-    th = threading.Thread(target=lambda: result.update(rig.run(6)), daemon=True)
-    th.start()
-    end = time.monotonic() + 5
-    while not rig.logger.frames and time.monotonic() < end:
-        time.sleep(0.05)
+    th, result = rig.run_in_background(6)
     time.sleep(0.5)
     try:
         reply = rig.command("status", timeout=2.0)

@@ -138,6 +138,18 @@ class Rig:
             self.errors.append(f"firmware exited with {crashed}; see {self.dir / 'firmware.log'}")
         return self._summary(t_end)
 
+    def run_in_background(self, seconds, start_s=5.0):
+        """run(seconds) in a thread, for tests that talk to the firmware while
+        it runs; returns (thread, result dict filled with run()'s summary)
+        once the first frames arrived or start_s passed."""
+        result = {}
+        th = threading.Thread(target=lambda: result.update(self.run(seconds)), daemon=True)
+        th.start()
+        end = time.monotonic() + start_s
+        while not self.logger.frames and time.monotonic() < end:
+            time.sleep(0.05)
+        return th, result
+
     def _pump(self, stream, stop):
         if hasattr(stream, "in_waiting"):
             while not stop.is_set():
