@@ -58,6 +58,7 @@ K_AMDF = 6                   # AMDF averaging: 2**6 updates, one every STRIDE ti
 K_GUARD = 7                  # guard averaging: 128 ticks
 THR_SHIFT = 2                # rises below mean(AMDF) / 4 are not acted on
 
+CATCHUP = 4                  # most ticks one cycle runs: gaps up to 200 ms at 50 ms keep time
 MAX_LAGS = 256               # fast period search: at most this many lags (ticks)
 
 
@@ -166,13 +167,7 @@ class Predictor:
         if self.enabled:
             self.acc_n += 1
             self.acc += (x - self.acc) // self.acc_n
-            self.acc_ms += dt_ms
-            if self.acc_ms >= self.tick_ms:
-                self.acc_ms -= self.tick_ms
-                if self.acc_ms >= self.tick_ms:      # a long gap: no catch-up burst
-                    self.acc_ms = 0
-                self._tick(self.acc)
-                self.acc_n = 0
+            self._clock(dt_ms, self.acc)
         h = self.hints
         rhythm = self.active and self.susp == 0   # (active: enabled, a period found)
         hr = h.step(dt_ms, x, self.lead_ms, rhythm, self.pnow, self.pnow_hi)
@@ -242,14 +237,30 @@ class Predictor:
         self.hints.age(dt_ms)
         self.rise_w = self.drop_w = self.hint_w = self.fresh = 0
         if self.enabled:
-            self.acc_ms += dt_ms
-            if self.acc_ms >= self.tick_ms:
-                self.acc_ms -= self.tick_ms
-                if self.acc_ms >= self.tick_ms:
-                    self.acc_ms = 0
-                self._tick(self.x[self.i])
-                self.acc_n = 0
+            self._clock(dt_ms, self.x[self.i])
         return 0
+
+    def _clock(self, dt_ms, v):
+        # The ticks dt_ms completes: v in the last one, the last sample held
+        # in any the loop missed (a stalled or overlong cycle), so the ring
+        # stays on the time axis periods are measured in; without them a
+        # stall every few seconds made a 900 ms rhythm look like 750 ms.
+        # At most CATCHUP ticks per cycle bound the CPU; a longer gap loses
+        # the rest (the rhythm check suspends, the AMDF relearns).
+        t = self.tick_ms
+        a = self.acc_ms + dt_ms                 # <= 60000 + tick_ms
+        if a < t:
+            self.acc_ms = a
+            return
+        n = a // t
+        self.acc_ms = a - n * t
+        if n > CATCHUP:
+            n = CATCHUP
+        while n > 1:
+            self._tick(self.x[self.i])
+            n -= 1
+        self._tick(v)
+        self.acc_n = 0
 
     def _tick(self, v):
         nf = self.nf

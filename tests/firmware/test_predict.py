@@ -59,6 +59,22 @@ def test_finds_the_iteration_period_with_confidence():
     assert pr.active
 
 
+def test_a_stalling_loop_keeps_the_period():
+    # Every 13th cycle the loop overruns and misses 1..3 of its 50 ms slots
+    # (a Modbus timeout, a busy host): the missed ticks must still count, or
+    # the rhythm shrinks (this load read 750 ms when they did not).
+    loads = iteration_load(1200, 900)
+    pr = predictor()
+    i = n = last = 0
+    while i < len(loads):
+        pr.update(loads[i], (i - last) * 50)
+        last = i
+        n += 1
+        i += 1 + (n % 3 + 1 if n % 13 == 0 else 0)
+    assert pr.period_ms() == 900, pr.period_ms()
+    assert pr.active and pr.conf_pm > 800, (pr.active, pr.conf_pm)
+
+
 def test_predicts_the_rise_before_it_comes():
     pr = predictor()
     loads = iteration_load(800, 900)
