@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/pytest -q tests hil_tests
+	$(BIN)/pytest -q --durations=12 tests hil_tests
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests
