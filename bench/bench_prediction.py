@@ -10,11 +10,13 @@ excursion (energy above the cap + 1 % within 0.5 s before .. 0.25 s after
 each training start), per job also what the starts themselves add
 (`attributable`: against a counterfactual run in which that job loads
 HOLD_S longer before each start, so its windows hold only the other jobs).
-One JSON line: {"bench": "prediction", ...}; `targets` says whether the issue's goals hold on every seed:
+One JSON line: {"bench": "prediction", ...}; `targets` says whether the
+issue's goals hold on every seed:
   periodic (steady) and checkpoint-heavy: cut >= 50 %;
   aperiodic: never worse than reactive by more than 2 %;
   start-crash with hints: no energy above the cap + 1 % around the big
-  job's training starts (-0.5..+0.25 s; per job in startup_by_job).
+  job's training starts (-0.5..+0.25 s; per job in startup_by_job), and
+  none that any job's starts themselves add (attributable).
 `--texas-24h` adds the 24 h texas run (several minutes of CPU).
 update_ns / update_instructions: one Predictor.update on the MicroPython unix
 port once a rhythm is learned (bench/mpy_predict_update.py; instructions by
@@ -86,8 +88,8 @@ def attributable(sc, profile, hours, job, starts, traces):
     cap = sc["site_cfg"]["cap_w"]
     out = {}
     for name, key in (("cabinet", "off"), (PRED, "on")):
-        add = [excursion_near(traces[name], cap, [t])[0] - excursion_near(without[name], cap, [t])[0]
-               for t in starts]
+        add = [round(excursion_near(traces[name], cap, [t])[0]
+                     - excursion_near(without[name], cap, [t])[0], 1) for t in starts]
         out[key] = round(sum(a for a in add if a > 0), 1)
         out[key + "_per_start"] = add
     return out
