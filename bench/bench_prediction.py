@@ -9,7 +9,8 @@ max_grid_ramp_w_per_s for off / on (prediction + the generator's job hints)
 excursion (energy above the cap + 1 % within 0.5 s before .. 0.25 s after
 each training start), per job also what the starts themselves add
 (`attributable`: against a counterfactual run in which that job loads
-HOLD_S longer before each start, so its windows hold only the other jobs).
+hold_s(job) longer before each start, so its windows hold only the other
+jobs).
 One JSON line: {"bench": "prediction", ...}; `targets` says whether the
 issue's goals hold on every seed:
   periodic (steady) and checkpoint-heavy: cut >= 50 %;
@@ -43,7 +44,15 @@ from cabctl.sim.report import excursion_near
 PROFILES = ("steady", "checkpoint-heavy", "start-crash", "aperiodic", "mixed", "texas")
 KEYS = ("energy_above_cap_wh", "max_over_cap_ms", "max_grid_ramp_w_per_s")
 UPDATE = Path(__file__).resolve().parent / "mpy_predict_update.py"
-HOLD_S = 2.0            # the counterfactual: a job's training starts this much later
+HOLD_S = 2.0            # the counterfactual: a job's training starts at least this much later
+
+
+def hold_s(job):
+    """How much longer the job loads in the counterfactual: HOLD_S past
+    two iterations, since a start lands on the job's next iteration edge
+    and those are absolute times (a 6.3 s job moved by 2 s can start on
+    the same edge)."""
+    return HOLD_S + 2 * job.period_s
 
 
 def update_ns(n=5000):
@@ -70,13 +79,13 @@ def startups(sc, profile, hours, traces):
 def attributable(sc, profile, hours, job, starts, traces):
     """What the job's training starts themselves put above the cap, per
     start max(0, window with it - the same window without it), summed.
-    Without: the same profile with this job loading HOLD_S longer before
-    each start. The other jobs' plans come from their own seeds and
+    Without: the same profile with this job loading hold_s(job) longer
+    before each start. The other jobs' plans come from their own seeds and
     iteration edges are absolute times, so their load in the windows is the
     same; the job itself is still at its loading level there."""
     cfg = pconfig.scenario(profile)
     cf = dataclasses.replace(cfg, jobs=[
-        dataclasses.replace(j, load_s=j.load_s + HOLD_S) if j.name == job else j for j in cfg.jobs])
+        dataclasses.replace(j, load_s=j.load_s + hold_s(j)) if j.name == job else j for j in cfg.jobs])
     with tempfile.TemporaryDirectory() as d:
         spec = str(Path(d) / f"{profile}-{job}-later.json")
         Path(spec).write_text(json.dumps(dataclasses.asdict(cf)))
@@ -84,7 +93,7 @@ def attributable(sc, profile, hours, job, starts, traces):
                  if e["kind"] == "train_start" and e["job"] == job]
         _, without = simulate(sc, ("cabinet",), profile=spec, hours=hours, prediction="both")
     clash = [t for t in starts if any(abs(m - t) < 1.0 for m in moved)]
-    assert not clash, f"{job}: moved starts still near {clash} (HOLD_S too small)"
+    assert not clash, f"{job}: moved starts still near {clash} (hold_s too small)"
     cap = sc["site_cfg"]["cap_w"]
     out = {}
     for name, key in (("cabinet", "off"), (PRED, "on")):
