@@ -8,9 +8,7 @@ max_grid_ramp_w_per_s for off / on (prediction + the generator's job hints)
 / on without hints, the cut in energy above the cap, and the start-up
 excursion (energy above the cap + 1 % within 0.5 s before .. 0.25 s after
 each training start), per job also what the starts themselves add
-(`attributable`: against a counterfactual run in which that job loads
-hold_s(job) longer before each start, so its windows hold only the other
-jobs).
+(`attributable`: against a counterfactual run without that one start).
 One JSON line: {"bench": "prediction", ...}; `targets` says whether the
 issue's goals hold on every seed:
   periodic (steady) and checkpoint-heavy: cut >= 50 %;
@@ -24,35 +22,29 @@ port once a rhythm is learned (bench/mpy_predict_update.py; instructions by
 callgrind where valgrind is installed), against the 50 ms control period.
 """
 import argparse
-import dataclasses
 import json
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from bench_control_cycle import ENV, callgrind_instructions
 from cabctl.paths import FIRMWARE
 from cabctl.sil import micropython_exe
 
-from cabctl.profiles import config as pconfig
-from cabctl.sim import scenario
+from cabctl import profiles
+from cabctl.profiles import Profile, config as pconfig, generator
+from cabctl.sim import controllers, run, scenario
 from cabctl.sim.cli import PRED, job_events, simulate
 from cabctl.sim.report import excursion_near
 
 PROFILES = ("steady", "checkpoint-heavy", "start-crash", "aperiodic", "mixed", "texas")
 KEYS = ("energy_above_cap_wh", "max_over_cap_ms", "max_grid_ramp_w_per_s")
 UPDATE = Path(__file__).resolve().parent / "mpy_predict_update.py"
-HOLD_S = 2.0            # the counterfactual: a job's training starts at least this much later
-
-
-def hold_s(job):
-    """How much longer the job loads in the counterfactual: HOLD_S past
-    two iterations, since a start lands on the job's next iteration edge
-    and those are absolute times (a 6.3 s job moved by 2 s can start on
-    the same edge)."""
-    return HOLD_S + 2 * job.period_s
+HOLD_S = 2.0            # the counterfactual holds the job at its loading level this long
+HINT_LEAD_S = 5.0       # hints are sent this long before the event
 
 
 def update_ns(n=5000):
@@ -77,36 +69,45 @@ def startups(sc, profile, hours, traces):
 
 
 def attributable(sc, profile, hours, job, starts, traces):
-    """What the job's training starts themselves put above the cap, per
-    start max(0, window with it - the same window without it), summed.
-    Without: the same profile with this job loading hold_s(job) longer
-    before each start. The other jobs' plans come from their own seeds and
-    iteration edges are absolute times, so their load in the windows is the
-    same; the job itself is still at its loading level there."""
-    cfg = pconfig.scenario(profile)
-    cf = dataclasses.replace(cfg, jobs=[
-        dataclasses.replace(j, load_s=j.load_s + hold_s(j)) if j.name == job else j for j in cfg.jobs])
-    with tempfile.TemporaryDirectory() as d:
-        spec = str(Path(d) / f"{profile}-{job}-later.json")
-        Path(spec).write_text(json.dumps(dataclasses.asdict(cf)))
-        moved = [e["t_s"] for e in job_events(spec, sc["seed"], hours * 3600)
-                 if e["kind"] == "train_start" and e["job"] == job]
-        _, without = simulate(sc, ("cabinet",), profile=spec, hours=hours, prediction="both")
-    clash = [t for t in starts if any(abs(m - t) < 1.0 for m in moved)]
-    assert not clash, f"{job}: moved starts still near {clash} (hold_s too small)"
-    cap = sc["site_cfg"]["cap_w"]
-    out = {}
-    for name, key in (("cabinet", "off"), (PRED, "on")):
-        add = [round(excursion_near(traces[name], cap, [t])[0]
-                     - excursion_near(without[name], cap, [t])[0], 1) for t in starts]
-        out[key] = round(sum(a for a in add if a > 0), 1)
-        out[key + "_per_start"] = add
+    """What each of the job's training starts itself puts above the cap:
+    its window in the real run less the same window in a counterfactual
+    run, the positive parts summed. The counterfactual's load is the real
+    one but for the job, held at its loading level for HOLD_S from the
+    start, and it has no hint for that start: up to the hint's arrival
+    both runs are the same cycle for cycle (checked), so what differs in
+    the window is the start's doing, not a history that went another way."""
+    seconds = hours * 3600
+    seed = sc["seed"]
+    prof = profiles.load(profile, seed=seed, seconds=seconds)
+    job_w = generator.job_it_w(pconfig.scenario(profile), job, seed, seconds)
+    events = job_events(profile, seed, seconds)
+    site, cap = sc["site_cfg"], sc["site_cfg"]["cap_w"]
+    n_hold = round(HOLD_S / prof.step_s)
+    out = {"off_per_start": [], "on_per_start": []}
+    for t in starts:
+        k = int(t / prof.step_s)
+        watts = prof.watts.copy()
+        before = job_w[max(k - 2, 0)]          # its loading level (clear of the skewed edge)
+        watts[k:k + n_hold] -= np.rint(job_w[k:k + n_hold] - before).astype(np.int64)
+        held = Profile(prof.step_s, watts, name=f"{profile} without {job}'s start at {t:g} s")
+        hints = [e for e in events if not (e["job"] == job and e["t_s"] == t)]
+        for name, key in (("cabinet", "off"), (PRED, "on")):
+            ctl = controllers.Cabinet(site, prediction=name == PRED, hints=hints,
+                                      hint_lead_s=HINT_LEAD_S)
+            tr = run.simulate(held, sc["plant_cfg"], ctl, sc["period_ms"], t + 1.0)
+            real = traces[name]
+            same = int(np.searchsorted(tr.t_s, t - HINT_LEAD_S - 1.0))
+            assert np.array_equal(tr.grid_w[:same], real.grid_w[:same]), (job, t, name)
+            out[key + "_per_start"].append(
+                round(excursion_near(real, cap, [t])[0] - excursion_near(tr, cap, [t])[0], 1))
+    for key in ("off", "on"):
+        out[key] = round(sum(a for a in out[key + "_per_start"] if a > 0), 1)
     return out
 
 
 def compare(sc, profile, hours, hints=True):
     out, traces = simulate(sc, ("cabinet",), profile=profile, hours=hours, prediction="both",
-                           hints=hints)
+                           hints=hints, hint_lead_s=HINT_LEAD_S)
     off, on = out["cabinet"], out[PRED]
     row = {"off": {k: off[k] for k in KEYS}, "on": {k: on[k] for k in KEYS},
            "cut_pct": out["prediction"]["energy_above_cap_cut_pct"],
@@ -119,7 +120,8 @@ def compare(sc, profile, hours, hints=True):
                                        "on": on["startup_excursion_wh"]}
         row["startup_max_over_cap_w"] = {"off": off["startup_max_over_cap_w"],
                                          "on": on["startup_max_over_cap_w"]}
-        row["startup_by_job"] = startups(sc, profile, hours, traces)
+        if hints:                 # (the run without hints is kept for its totals only)
+            row["startup_by_job"] = startups(sc, profile, hours, traces)
     return row
 
 

@@ -1,4 +1,5 @@
 """The training-cluster generator (cabctl.profiles.generator) and its scenarios (config)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from cabctl.profiles import ProfileError, load, scenario_names
 from cabctl.profiles import config
-from cabctl.profiles.generator import generate
+from cabctl.profiles.generator import generate, job_it_w
 from cabctl.profiles.stats import stats
 
 MW = 1_000_000
@@ -94,6 +95,21 @@ def test_stall_holds_the_job_at_all_reduce_level():
     w = p.watts
     flat = np.convolve(w == 400_000, np.ones(30), mode="valid").max()
     assert flat >= 30                                       # >= 1.5 s at the all-reduce level
+
+
+def test_a_jobs_it_power_is_its_part_of_the_site_load():
+    # No overhead or noise: the site is the idle GPUs, the node power and
+    # the jobs (with their skew, jitter and random crashes).
+    cfg = config.from_dict(dataclasses.asdict(config.scenario("start-crash"))
+                           | {"pue": 1.0, "noise_w": 0})
+    p = generate(cfg, seed=2, seconds=900)
+    jobs = job_it_w(cfg, "main", 2, 900) + job_it_w(cfg, "flaky", 2, 900)
+    idle_gpus = cfg.gpus - sum(j.gpus for j in cfg.jobs)
+    rest = idle_gpus * cfg.gpu_w * cfg.idle_level * (1 + cfg.node_dyn) \
+        + cfg.gpus * cfg.node_w_per_gpu + cfg.site_it_w
+    assert np.abs(p.watts - jobs - rest).max() <= 1          # (watts are rounded)
+    with pytest.raises(ValueError, match="no job 'x'.*main, flaky"):
+        job_it_w(cfg, "x")
 
 
 def test_overhead_is_slow_and_scales_the_mean():

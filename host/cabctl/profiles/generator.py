@@ -127,6 +127,23 @@ def gpu_power(job: JobConfig, seconds, step_ms=100.0, seed=1, gpu_w=700.0, idle_
     return gpu_w * _job_level(plan, 0, n * over, n * over, h).reshape(n, over).mean(axis=1)
 
 
+def job_it_w(cfg: SiteConfig, job_name: str, seed: int = 1, seconds: float | None = None):
+    """One job's part of the IT power `generate(cfg, seed, seconds)` sums, per
+    output sample (W, float; GPU power x (1 + node_dyn), as job_events'
+    `power_w`): what the site load would lose without the job, before the
+    facility overhead follows it."""
+    seconds = cfg.seconds if seconds is None else float(seconds)
+    n, over, h = _grid(seconds, cfg.step_ms)
+    names = [j.name for j in cfg.jobs]
+    if job_name not in names:
+        raise ValueError(f"no job {job_name!r} in {cfg.name or 'the config'} ({', '.join(names)})")
+    i = names.index(job_name)
+    job = cfg.jobs[i]
+    plan = JobPlan(job, n * over * h, np.random.default_rng([seed, i + 1]), cfg.idle_level)
+    level = _job_level(plan, 0, n * over, n * over, h).reshape(n, over).mean(axis=1)
+    return level * job.gpus * cfg.gpu_w * (1 + cfg.node_dyn)
+
+
 def lagged(x, step, tau_s):
     """x through a first-order lag of tau_s (on 1 s blocks, started at the first tau's mean)."""
     if tau_s <= 0:
