@@ -16,9 +16,10 @@
 # does not explain counts: for a rise, the load over the highest reference
 # now against the lowest load over the lowest reference since it armed (a
 # drop alike, the other way). Without a rhythm, the load against the load
-# when it armed. `came` reports the
-# steps that came this cycle (units, rises > 0, drops < 0): the rhythm's
-# history lacks them for a period.
+# when it armed, or the cycle before where that is lower (higher for a
+# drop): a hint due within the cycle it arms on may find its step
+# arriving. `came` reports the steps that came this cycle (units, rises
+# > 0, drops < 0): the rhythm's history lacks them for a period.
 #
 # Units: powers in W at the API, 8 W inside (as the engine); times in ms.
 from array import array
@@ -60,6 +61,8 @@ class Hints:
         self.rise = 0                            # armed now (units), set by step()
         self.drop = 0
         self.came = 0                            # steps that came this cycle (units)
+        self.last = 0                            # the load at the last step() (units)
+        self.have_last = False
 
     def add(self, kind, in_ms, power_w, window_ms, job=0):
         """Store a hint (command channel; may run outside the steady state).
@@ -164,6 +167,7 @@ class Hints:
         self.rise = 0
         self.drop = 0
         self.came = 0
+        self.have_last = False
 
     def step(self, dt_ms, load, lead_ms, rhythm=False, lo=0, hi=0):
         """Advance by dt_ms at load (units); the armed rise and drop in units.
@@ -215,7 +219,12 @@ class Hints:
             if d <= lead_ms:
                 if not armed:
                     armed = 1
-                    self.base[i] = load
+                    # Or the last cycle's load, where the step may be
+                    # arriving already (else that part never counts as come).
+                    b = load
+                    if self.have_last and (self.last < b) == up:
+                        b = self.last
+                    self.base[i] = b
                 if rhythm:
                     # The residual from its lowest since the rhythm was
                     # there (the highest for a drop): an edge of the rhythm
@@ -239,4 +248,6 @@ class Hints:
         self.rise = rise
         self.drop = drop
         self.came = came
+        self.last = load
+        self.have_last = True
         return rise

@@ -65,6 +65,18 @@ def test_a_rhythm_that_comes_after_arming_rearms():
     assert h.step(50, 12 * U, 50, True, 0, 0) == 0 and h.came == 2 * U
 
 
+def test_a_step_already_arriving_when_its_hint_arms_counts_as_come():
+    # Due within the cycle it arms on: half of a 12 MW step is in that
+    # cycle's load already. Counted from the load before it, the whole step
+    # is seen the next cycle; counted from the half, it would stay armed
+    # with 6 MW for its window, a pre-arm for a step that has come.
+    h = hn.Hints()
+    h.add(hn.CKPT_END, 120, 12 * MW, 150)
+    assert h.step(50, 10 * U, 50) == 0                   # due in 70 ms: not yet
+    assert h.step(50, 16 * U, 50) == 12 * U              # due in 20 ms: armed
+    assert h.step(50, 22 * U, 50) == 0 and h.seen == 1 and h.came == 12 * U
+
+
 def test_hint_command_arguments():
     h = hn.Hints()
     ok, msg, data = h.command({'event': 'job_start', 'in_ms': 30000, 'power_w': 12 * MW, 'job': 7})
