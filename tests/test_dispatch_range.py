@@ -128,6 +128,7 @@ def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
         cfg = random_config(rng)
         cfg["pred_min_grid_w"] = rng.choice([0, extreme(rng, 0, cfg["cap_w"] - 1)])
         cfg["pred_ff_ramp_pm"] = rng.choice([0, 500, 4000])          # the dip budget
+        cfg["pred_ff_hold"] = rng.choice([False, True])
         cfg["pred_lead_ms"] = rng.choice([0, 75, 5000])              # its arm window
         cfg["pred_early_ms"] = rng.choice([0, 5000])
         cfg["pred_tick_ms"] = rng.choice([10, 1000])

@@ -79,6 +79,7 @@ SPEC = {
     'pred_ff_ramp_pm': (1000, 0, 4000),       # pre-arms only while no 1 s grid mean differs
                                               # from its neighbours by more than this share
                                               # of the ramp limit x 1 s (cabinet/ffguard.py)
+    'pred_ff_hold': (False, None, None),      # keep an allowed pre-arm until its step comes
     # Fleet (cabinet/fleet.py): several cabinets on one site meter and cap.
     'fleet_share_pm': (1000, 1, 1000),        # this cabinet's share of the site's correction,
                                               # per mille (its nameplate / the fleet's; 1000: alone)

@@ -37,6 +37,12 @@
 # pred_ff_ramp_pm / 1000 x the tighter ramp limit x 1 s (ff_ramp_lim), counting
 # whatever else moved them (the plan's ramp, unforeseen steps). Off without
 # ramp limits; pred_ff_ramp_pm 0 turns the feed-forward off under them.
+# The guard assumes the rise may not come, so a pre-arm whose step is late
+# loses its room and is taken back on the cycle before the step: the dip is
+# already in its block and the step lands on a battery swinging back.
+# pred_ff_hold keeps a pre-arm the guard allowed (never above what is asked
+# now) while the rise is still expected: more of each step is covered, and
+# the 1 s ramp may pass the guard's limit (README, Prediction).
 from cabinet import ffguard, tou
 
 Q = 3                    # internal power unit: 1 << Q watts
@@ -117,6 +123,7 @@ class Engine:
         # Keys added with cabinet.predict (pred_ff_ramp_pm has its default in
         # config.SPEC only, so ff_ramp_lim needs a validated config).
         self.min_grid = cfg.get('pred_min_grid_w', 0) >> Q
+        self.ff_hold = cfg.get('pred_ff_hold', False)
         lim = ff_ramp_lim(cfg)
         self.ff_off = lim == 0            # no feed-forward at all
         self.guard = ffguard.Guard(lim) if lim > 0 else None
@@ -230,7 +237,10 @@ class Engine:
         if ff_w and not self.ff_off:
             ff = self._cut_ff(ff_w >> Q, load, dt)
             if self.guard and ff and dt:
+                want = ff
                 ff = self._guard_ff(ff, ff_sure_w >> Q, dt)
+                if self.ff_hold and want > 0 and self.ff > ff:
+                    ff = self.ff if self.ff < want else want
             lv = load + ff
             if ff > 0:
                 lp = lv

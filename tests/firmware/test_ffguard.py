@@ -12,11 +12,12 @@ PCS = 12 * MW
 NONE = d.NO_LIMIT
 
 
-def engine(pm):
+def engine(pm, hold=False):
     # 2 MW/s both ways: the guard's limit is pm / 1000 x 2 MW x 1 s.
     return d.Engine(config.validate({
         'cap_w': 18 * MW, 'recharge_w': 14 * MW, 'recharge_max_w': 10 * MW,
-        'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'pred_ff_ramp_pm': pm}))
+        'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'pred_ff_ramp_pm': pm,
+        'pred_ff_hold': hold}))
 
 
 def run(e, loads, ffs):
@@ -131,3 +132,27 @@ def test_an_announced_step_is_not_held_to_the_false_alarm_rule():
     e, batt = ramped()
     e.step(17900 * KW - batt, batt, 5000, PCS, PCS, 0, 0, NONE, 50, 3 * MW, 2 * MW)
     assert e.ff << 3 == 2 * MW                 # the announced part only
+
+
+def test_a_late_step_keeps_its_pre_arm_with_pred_ff_hold():
+    # A 10 MW rise expected for three cycles comes on the fourth; the PCS
+    # is at the last setpoint (one cycle of reaction delay). The guard
+    # gives the first cycle all of it, then no room (1 MW x s at pm 500):
+    # taken back, the step lands on an idle battery, 8 MW over the cap.
+    # Held, the battery is there when it comes; never more than asked.
+    def late(hold):
+        e = engine(500, hold)
+        sp = 0
+        grid = []
+        used = []
+        for i in range(50):
+            load = 26 * MW if i >= 43 else 16 * MW
+            grid.append(load - sp)
+            sp = e.step(load - sp, sp, 5000, PCS, PCS, 0, 0, NONE, 50,
+                        10 * MW if 40 <= i <= 42 else 0)
+            used.append(e.ff << 3)
+        return grid[43], used[40:44]
+    over, used = late(False)
+    assert over > 18 * MW + 7 * MW and used[0] == 10 * MW and used[2] == 0
+    held, used = late(True)
+    assert held <= 18 * MW and used == [10 * MW, 10 * MW, 10 * MW, 0]
