@@ -5,7 +5,8 @@ aperiodic profiles, each for `--hours` (default 1) and two seeds.
 
 Per profile and seed: energy_above_cap_wh, max_over_cap_ms and
 max_grid_ramp_w_per_s for off / on (prediction + the generator's job hints)
-/ on without hints, the cut in energy above the cap, and the start-up
+/ on without hints / on with pred_ff_hold (pre-arms the ramp guard allowed
+are held until their step comes), the cut in energy above the cap, and the start-up
 excursion (energy above the cap + 1 % within 0.5 s before .. 0.25 s after
 each training start), per job also what the starts themselves add
 (`attributable`: against a counterfactual run without that one start).
@@ -105,7 +106,7 @@ def attributable(sc, profile, hours, job, starts, traces):
     return out
 
 
-def compare(sc, profile, hours, hints=True):
+def compare(sc, profile, hours, hints=True, attribute=True):
     out, traces = simulate(sc, ("cabinet",), profile=profile, hours=hours, prediction="both",
                            hints=hints, hint_lead_s=HINT_LEAD_S)
     off, on = out["cabinet"], out[PRED]
@@ -120,7 +121,7 @@ def compare(sc, profile, hours, hints=True):
                                        "on": on["startup_excursion_wh"]}
         row["startup_max_over_cap_w"] = {"off": off["startup_max_over_cap_w"],
                                          "on": on["startup_max_over_cap_w"]}
-        if hints:                 # (the run without hints is kept for its totals only)
+        if hints and attribute:   # (the other runs are kept for their totals only)
             row["startup_by_job"] = startups(sc, profile, hours, traces)
     return row
 
@@ -140,6 +141,9 @@ def main():
             sc = dict(base, seed=seed)
             row = compare(sc, prof, args.hours)
             row["on_without_hints"] = compare(sc, prof, args.hours, hints=False)["on"]
+            held = compare(dict(sc, site_cfg=dict(sc["site_cfg"], pred_ff_hold=True)), prof,
+                           args.hours, attribute=False)
+            row["on_with_ff_hold"] = dict(held["on"], cut_pct=held["cut_pct"])
             res[f"{prof}/{seed}"] = row
     cut = lambda p: [res[f"{p}/{s}"]["cut_pct"] for s in seeds]
     targets = {
@@ -162,7 +166,7 @@ def main():
     line = {"bench": "prediction", "site": "texas", "hours": args.hours, "seeds": seeds,
             "results": res, "targets": targets}
     if args.texas_24h:
-        line["texas_24h"] = compare(dict(base, seed=1), "texas", 24)
+        line["texas_24h"] = compare(dict(base, seed=1), "texas", 24, attribute=False)
     line["cpu_s"] = round(time.process_time() - t0, 1)
     line["update_ns"] = int(statistics.median(update_ns() for _ in range(3)))
     line["update_instructions"] = callgrind_instructions(500, UPDATE)
