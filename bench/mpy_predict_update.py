@@ -19,7 +19,7 @@ def main(n):
         p.update(loads[i % 18], 50)
     dt = ticks_diff(ticks_us(), t0)
     print('{"updates": %d, "update_ns": %d, "active": %d}' % (n, dt * 1000 // n if n else 0,
-                                                             p.active))
+                                                             p.fast.active))
 
 
 main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)

@@ -120,7 +120,7 @@ def test_the_check_itself_catches_overflow(engine_cls):
         e.step(8 * GW, 8 * GW, 5000, GW, GW, 0, 0, engine_cls.NO_LIMIT, 50)
 
 
-# --- the feed-forward input and the predictor (cabinet/predict.py, hints.py, slowrhythm.py, amdf.py) ---
+# --- the feed-forward input and the predictor (cabinet/predict.py, fastrhythm.py, hints.py, slowrhythm.py, amdf.py) ---
 
 def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
     rng = random.Random(20261129)
@@ -146,7 +146,7 @@ def test_engine_with_feed_forward_stays_in_range_up_to_1_gw(engine_cls):
 @pytest.fixture
 def predict_mod(monkeypatch):
     import cabinet
-    for name in ("amdf", "hints", "slowrhythm"):
+    for name in ("amdf", "hints", "slowrhythm", "fastrhythm"):
         dep, code = checked(name)
         exec(code, dep.__dict__)
         monkeypatch.setitem(sys.modules, f"cabinet.{name}", dep)
@@ -204,4 +204,4 @@ def test_predictor_stays_in_range_up_to_1_gw(predict_mod):
             ff = pr.skip(dt) if k % 53 == 0 else pr.update(x, dt)
             assert abs(ff) < 1 << 30
         pr.period_ms(), pr.slow.period_ms(), pr.slow.rise_in_ms()
-        assert 0 <= pr.conf_pm <= 1000 and 0 <= pr.err_pm <= 1000
+        assert 0 <= pr.fast.conf_pm <= 1000 and 0 <= pr.fast.err_pm <= 1000

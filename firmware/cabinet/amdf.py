@@ -1,5 +1,5 @@
 # Helpers shared by the predictor's fast and slow rhythm channels
-# (cabinet/predict.py, cabinet/slowrhythm.py): the period pick on an AMDF
+# (cabinet/fastrhythm.py, cabinet/slowrhythm.py): the period pick on an AMDF
 # (average magnitude difference function) and 31-bit-safe ratios.
 
 

@@ -297,7 +297,7 @@ class Controller(Sensing, Failsafe, SiteIo):
             f.put(t[25], u << 3)                       # |W| < 2**30: stays a small int
             f.put(t[26], pr.hint_w)
             f.put(t[27], pr.period_ms())
-            f.put(t[28], (1 if pr.active else 0) | (2 if pr.susp else 0)
+            f.put(t[28], (1 if pr.fast.active else 0) | (2 if pr.fast.susp else 0)
                   | self.hints.count() << 4)
         self.board.send_telemetry(f.seal())
 

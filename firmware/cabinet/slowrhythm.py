@@ -1,5 +1,5 @@
 # The predictor's slow channel: the checkpoint rhythm (period 10..600 s).
-# The same AMDF as the fast channel (cabinet/predict.py) on a second ring
+# The same AMDF as the fast channel (cabinet/fastrhythm.py) on a second ring
 # of slow-tick means, fed one fast tick at a time and spreading its work
 # over the ticks (a few lags each). It reports the checkpoint period, its
 # confidence and the time to the largest rise of the last period (its

@@ -74,12 +74,12 @@ def run(steps):
                         d.NO_LIMIT, 50, ff)
             batt = (batt + sp) // 2
             acted += ff != 0
-            active += pr.active
-            digest = (digest * 31 + sp + 7 * ff + pr.period + 3 * pr.conf_pm + 5 * pr.err_pm
+            active += pr.fast.active
+            digest = (digest * 31 + sp + 7 * ff + pr.fast.period + 3 * pr.fast.conf_pm + 5 * pr.fast.err_pm
                       + 11 * pr.slow.period + 13 * e.reason) % 1000000007
     print('steps %d digest %d acted %d active %d' % (steps, digest, acted, active))
     print('last period_ms %d conf %d err %d slow_ms %d slow_conf %d hints %d/%d/%d' % (
-        pr.period_ms(), pr.conf_pm, pr.err_pm, pr.slow.period_ms(), pr.slow.conf_pm,
+        pr.period_ms(), pr.fast.conf_pm, pr.fast.err_pm, pr.slow.period_ms(), pr.slow.conf_pm,
         pr.hints.added, pr.hints.seen, pr.hints.expired))
 
 

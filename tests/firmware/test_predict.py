@@ -52,11 +52,11 @@ def test_finds_the_iteration_period_with_confidence():
     pr = predictor()
     feed(pr, iteration_load(600, 900))
     assert pr.period_ms() == 900, pr.period_ms()
-    assert pr.conf_pm > 800, pr.conf_pm
+    assert pr.fast.conf_pm > 800, pr.fast.conf_pm
     pr = predictor()
     feed(pr, iteration_load(600, 1500, jitter_ms=20))
     assert abs(pr.period_ms() - 1500) <= 50, pr.period_ms()
-    assert pr.active
+    assert pr.fast.active
 
 
 def test_a_stalling_loop_keeps_the_period():
@@ -72,14 +72,14 @@ def test_a_stalling_loop_keeps_the_period():
         n += 1
         i += 1 + (n % 3 + 1 if n % 13 == 0 else 0)
     assert pr.period_ms() == 900, pr.period_ms()
-    assert pr.active and pr.conf_pm > 800, (pr.active, pr.conf_pm)
+    assert pr.fast.active and pr.fast.conf_pm > 800, (pr.fast.active, pr.fast.conf_pm)
 
 
 def test_predicts_the_rise_before_it_comes():
     pr = predictor()
     loads = iteration_load(800, 900)
     out = feed(pr, loads)
-    assert pr.active and pr.err_pm < 200, (pr.active, pr.err_pm)
+    assert pr.fast.active and pr.fast.err_pm < 200, (pr.fast.active, pr.fast.err_pm)
     # In the last 200 samples: every rise of the load was announced in the
     # sample before it, by about its size; nothing is announced unless a rise
     # comes within the lead (2 samples) and the early margin (1 sample).
@@ -132,7 +132,7 @@ def test_aperiodic_steps_close_the_guard():
     out = feed(pr, loads)
     acted = sum(1 for x in out[1000:] if x > 0)
     assert acted <= 20, acted
-    assert not pr.active
+    assert not pr.fast.active
 
 
 def test_a_pause_mutes_the_rhythm_and_it_comes_back():
@@ -143,7 +143,7 @@ def test_a_pause_mutes_the_rhythm_and_it_comes_back():
     out = feed(pr, loads)
     # After the first period of the pause nothing is pre-armed for the old rhythm.
     assert max(out[600 + 25:1000]) <= 0, max(out[625:1000])
-    assert pr.period_ms() == 1000 and pr.active
+    assert pr.period_ms() == 1000 and pr.fast.active
     assert any(x > 10 * MW for x in out[1400:])
 
 
@@ -166,7 +166,7 @@ def test_slow_channel_finds_the_checkpoint_period():
 
 def test_disabled_predictor_only_passes_hints():
     pr = predictor(pred_enabled=False)
-    assert pr.nf == pr.slow.ns == 1               # no history kept: only the hint table
+    assert pr.fast.nf == pr.slow.ns == 1               # no history kept: only the hint table
     assert feed(pr, iteration_load(800, 900)) == [0] * 800
     pr.hints.add(hn.JOB_START, 200, 10 * MW, 250)
     assert pr.update(12 * MW, 50) == 0          # due in 150 ms: not yet (lead 75 ms)
@@ -181,7 +181,7 @@ def test_skip_keeps_time_and_ages_hints():
     for _ in range(10):
         assert pr.skip(50) == 0
     assert pr.hints.count() == 0 and pr.hints.expired == 1
-    assert pr.filled == pr.nf
+    assert pr.fast.filled == pr.fast.nf
 
 
 # --- the engine's feed-forward input ---
@@ -253,7 +253,7 @@ def test_the_rhythm_predicts_whole_rises_the_engine_guards_the_ramp():
     ramps = {'ramp_up_w_per_s': 2 * MW, 'ramp_down_w_per_s': 2 * MW, 'pred_ff_ramp_pm': 600}
     for pr in (predictor(), predictor(**ramps)):
         out = feed(pr, loads)[-200:]
-        assert pr.active and min(x for x in out if x) > 13 * MW
+        assert pr.fast.active and min(x for x in out if x) > 13 * MW
 
 
 def test_drop_pre_charges_only_under_ramp_smoothing_and_below_the_cap():

@@ -65,7 +65,7 @@ class Cabinet:
         h = p.hints
         return {"active_share": round(self.active_ticks / max(1, cycles), 3),
                 "armed_share": round(self.armed_cycles / max(1, cycles), 3),
-                "period_ms": p.period_ms(), "conf_pm": p.conf_pm, "err_pm": p.err_pm,
+                "period_ms": p.period_ms(), "conf_pm": p.fast.conf_pm, "err_pm": p.fast.err_pm,
                 "slow_period_ms": p.slow.period_ms(), "slow_conf_pm": p.slow.conf_pm,
                 "hints_added": h.added, "hints_seen": h.seen, "hints_expired": h.expired}
 
@@ -84,7 +84,7 @@ class Cabinet:
                             self.hint_window_ms)
             ff = p.update(m.grid_w + m.battery_w, m.dt_ms)
             sure = p.hint_w
-            self.active_ticks += p.active
+            self.active_ticks += p.fast.active
             self.armed_cycles += ff != 0
         self.ff_w = ff
         return self.engine.step(m.grid_w, m.battery_w, m.soc_cpct, m.charge_max_w,
