@@ -127,6 +127,12 @@ def gpu_power(job: JobConfig, seconds, step_ms=100.0, seed=1, gpu_w=700.0, idle_
     return gpu_w * _job_level(plan, 0, n * over, n * over, h).reshape(n, over).mean(axis=1)
 
 
+def _plan(cfg: SiteConfig, i, seed, end_s):
+    """Job i's plan: each job draws from its own seed, so generate, job_events
+    and job_it_w see the same plans."""
+    return JobPlan(cfg.jobs[i], end_s, np.random.default_rng([seed, i + 1]), cfg.idle_level)
+
+
 def job_it_w(cfg: SiteConfig, job_name: str, seed: int = 1, seconds: float | None = None):
     """One job's part of the IT power `generate(cfg, seed, seconds)` sums, per
     output sample (W, float; GPU power x (1 + node_dyn), as job_events'
@@ -139,7 +145,7 @@ def job_it_w(cfg: SiteConfig, job_name: str, seed: int = 1, seconds: float | Non
         raise ValueError(f"no job {job_name!r} in {cfg.name or 'the config'} ({', '.join(names)})")
     i = names.index(job_name)
     job = cfg.jobs[i]
-    plan = JobPlan(job, n * over * h, np.random.default_rng([seed, i + 1]), cfg.idle_level)
+    plan = _plan(cfg, i, seed, n * over * h)
     level = _job_level(plan, 0, n * over, n * over, h).reshape(n, over).mean(axis=1)
     return level * job.gpus * cfg.gpu_w * (1 + cfg.node_dyn)
 
@@ -176,8 +182,7 @@ def generate(cfg: SiteConfig, seed: int = 1, seconds: float | None = None) -> Pr
     n, over, h = _grid(seconds, cfg.step_ms)
     step = cfg.step_ms / 1000
     n_sub = n * over
-    plans = [JobPlan(job, n_sub * h, np.random.default_rng([seed, i + 1]), cfg.idle_level)
-             for i, job in enumerate(cfg.jobs)]
+    plans = [_plan(cfg, i, seed, n_sub * h) for i in range(len(cfg.jobs))]
     idle_gpus = cfg.gpus - sum(j.gpus for j in cfg.jobs)
     it = np.empty(n)
     chunk = max(1, int(CHUNK_S / step))          # bounded memory for day-long profiles
@@ -228,7 +233,7 @@ def job_events(cfg: SiteConfig, seed: int = 1, seconds: float | None = None):
     end = n * over * h
     out = []
     for i, job in enumerate(cfg.jobs):
-        plan = JobPlan(job, end, np.random.default_rng([seed, i + 1]), cfg.idle_level)
+        plan = _plan(cfg, i, seed, end)
         scale = job.gpus * cfg.gpu_w * (1 + cfg.node_dyn)
         lvl = lambda t: float(plan.level(np.array([t]))[0])
 
